@@ -1,0 +1,58 @@
+"""One ASGI app serving every emulated API, plus control routes under /_emulator."""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from emulators import cards
+from emulators.faults import ApiFaults, Settings
+
+API_MODULES = [cards]
+
+
+def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
+    """Build the app; `settings` maps an API name to its initial Settings fields."""
+    settings = settings or {}
+    unknown = set(settings) - {module.NAME for module in API_MODULES}
+    if unknown:
+        raise ValueError(f"unknown emulated APIs: {sorted(unknown)}")
+    apis = {}
+    for module in API_MODULES:
+        faults = ApiFaults(module.NAME, Settings())
+        faults.configure(settings.get(module.NAME, {}))
+        apis[module.NAME] = faults
+
+    def lookup(request: Request) -> ApiFaults:
+        return apis[request.path_params["api"]]
+
+    async def health(request: Request):
+        return JSONResponse({"ok": True, "apis": sorted(apis)})
+
+    async def stats(request: Request):
+        return JSONResponse(lookup(request).stats())
+
+    async def configure(request: Request):
+        faults = lookup(request)
+        try:
+            faults.configure(await request.json())
+        except ValueError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse(faults.stats()["settings"])
+
+    async def reset(request: Request):
+        for faults in apis.values():
+            faults.reset()
+        return JSONResponse({"ok": True})
+
+    control = [
+        Route("/_emulator/health", health),
+        Route("/_emulator/reset", reset, methods=["POST"]),
+        Route("/_emulator/{api}/stats", stats),
+        Route("/_emulator/{api}/config", configure, methods=["PUT"]),
+    ]
+    routes = [route for module in API_MODULES for route in module.routes(apis[module.NAME])]
+    return Starlette(routes=control + routes)

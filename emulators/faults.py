@@ -1,0 +1,155 @@
+"""Fault injection and request accounting shared by every emulated API.
+
+Each API gets one `ApiFaults`: settings (latency, rate limit, 5xx, 429 storms, hangs, API key)
+that can be changed at run time, and an accounting of every request that arrived.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from array import array
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class Settings:
+    """Knobs of one emulated API. Latency is in seconds."""
+
+    latency: float = 0.0  # fixed part (or the median for "lognormal")
+    latency_dist: str = "fixed"  # fixed | uniform | lognormal
+    latency_spread: float = 0.0  # uniform: +/- spread; lognormal: sigma
+    rate_limit: int | None = None  # admitted requests per rate_window, 429 beyond
+    rate_window: float = 1.0  # seconds: 1 for per-second, 60 for per-minute limits
+    error_rate: float = 0.0  # probability of an injected 5xx
+    error_statuses: list[int] = field(default_factory=lambda: [500, 502, 503])
+    throttle_rate: float = 0.0  # probability of a spurious 429
+    storm_period: float = 0.0  # every storm_period seconds ...
+    storm_duration: float = 0.0  # ... all requests get 429 for storm_duration seconds
+    retry_after: float = 1.0  # Retry-After sent with injected 429s
+    hang_rate: float = 0.0  # probability that a request never answers (until hang_seconds)
+    hang_seconds: float = 600.0
+    api_key: str | None = None  # None: any key accepted
+    seed: int | None = None
+
+    def update(self, changes: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown emulator settings: {sorted(unknown)}")
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+
+class Rejection(Exception):
+    """An injected failure: status, JSON body and headers for the response."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None):
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+class ApiFaults:
+    """Settings + accounting for one API. All methods run on the server's event loop."""
+
+    def __init__(self, name: str, settings: Settings | None = None):
+        self.name = name
+        self.settings = settings or Settings()
+        self.reset()
+
+    def reset(self) -> None:
+        self.started = time.monotonic()
+        self.arrivals = array("d")  # monotonic arrival time of every request
+        self.statuses: Counter[int] = Counter()
+        self.by_key: Counter[str] = Counter()  # every request, per key (e.g. user_id)
+        self.ok_by_key: Counter[str] = Counter()  # 2xx answers per key
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.hangs = 0
+        self._admitted: deque[float] = deque()
+        self._rng = random.Random(self.settings.seed)
+
+    def configure(self, changes: dict[str, Any]) -> None:
+        self.settings.update(changes)
+        if "seed" in changes:
+            self._rng = random.Random(self.settings.seed)
+
+    async def gate(self, key: str | None, api_key: str | None) -> None:
+        """Account for a request, then apply auth, rate limit and injected faults (may raise Rejection)."""
+        now = time.monotonic()
+        self.arrivals.append(now)
+        if key is not None:
+            self.by_key[key] += 1
+        s = self.settings
+        if s.api_key is not None and api_key != s.api_key:
+            raise Rejection(401, {"error": "unauthorized", "detail": "Invalid or missing API key"})
+        if s.storm_period > 0 and (now - self.started) % s.storm_period < s.storm_duration:
+            raise self._too_many(s.retry_after, "Rate limit exceeded (storm)")
+        if s.rate_limit is not None:
+            window = self._admitted
+            while window and window[0] <= now - s.rate_window:
+                window.popleft()
+            if len(window) >= s.rate_limit:
+                raise self._too_many(window[0] + s.rate_window - now, "Rate limit exceeded")
+            window.append(now)
+        rng = self._rng
+        if s.throttle_rate and rng.random() < s.throttle_rate:
+            raise self._too_many(s.retry_after, "Too many requests")
+        if s.hang_rate and rng.random() < s.hang_rate:
+            self.hangs += 1
+            await asyncio.sleep(s.hang_seconds)
+            raise Rejection(504, {"error": "timeout", "detail": "upstream timed out"})
+        delay = self._latency()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if s.error_rate and rng.random() < s.error_rate:
+            status = rng.choice(s.error_statuses)
+            raise Rejection(status, {"error": "server_error", "detail": f"injected {status}"})
+
+    def _latency(self) -> float:
+        s, rng = self.settings, self._rng
+        if s.latency_dist == "uniform":
+            return max(0.0, rng.uniform(s.latency - s.latency_spread, s.latency + s.latency_spread))
+        if s.latency_dist == "lognormal" and s.latency > 0:
+            return rng.lognormvariate(math.log(s.latency), s.latency_spread)
+        return s.latency
+
+    @staticmethod
+    def _too_many(wait: float, detail: str) -> Rejection:
+        seconds = max(1, math.ceil(wait))
+        return Rejection(429, {"error": "rate_limited", "detail": detail}, {"Retry-After": str(seconds)})
+
+    def record(self, key: str | None, status: int) -> None:
+        self.statuses[status] += 1
+        if key is not None and 200 <= status < 300:
+            self.ok_by_key[key] += 1
+
+    def max_in_window(self, window: float = 1.0) -> int:
+        """Most requests that arrived within any `window` seconds (half-open)."""
+        times, best, lo = sorted(self.arrivals), 0, 0
+        for hi, t in enumerate(times):
+            while times[lo] <= t - window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    def stats(self) -> dict[str, Any]:
+        arrivals = self.arrivals
+        span = (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+        return {
+            "api": self.name,
+            "total": len(arrivals),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "max_1s": self.max_in_window(1.0),
+            "max_60s": self.max_in_window(60.0),
+            "span_seconds": round(span, 3),
+            "distinct_keys": len(self.by_key),
+            "repeated_keys": {k: n for k, n in self.by_key.items() if n > 1},
+            "ok_repeated_keys": {k: n for k, n in self.ok_by_key.items() if n > 1},
+            "ok_keys": len(self.ok_by_key),
+            "max_in_flight": self.max_in_flight,
+            "hangs": self.hangs,
+            "settings": asdict(self.settings),
+        }

@@ -1,0 +1,230 @@
+"""The chunk task: runs one chunk's rows concurrently and journals every row as it finishes.
+
+A chunk's journal (one JSON line per finished row, last line per row wins) is the row-level store:
+a crash loses only the requests in flight, a rerun or the follow-up pass processes only the rows
+that have no journal line yet or that failed transiently. The Prefect task result is a small
+summary; its cache key is the chunk's content digest + the job's fingerprint, so a rerun of the
+same input shows finished chunks as Cached and never calls the API for them again.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
+
+from tasks.http import ApiClient, CallStats, FatalError, RetryPolicy, RowError
+from tasks.ratelimit import RateLimiter, limiter_path
+from tasks.secrets import Secret
+
+Handler = Callable[[dict[str, Any], dict[str, ApiClient]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """How to reach one API: base URL, headers (secret ones hidden), timeout, shared rate limit."""
+
+    name: str
+    base_url: str
+    timeout: float = 30.0
+    rate_per_second: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    secret_headers: dict[str, Secret] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def client(self, concurrency: int, state_dir: str) -> ApiClient:
+        limiter = None
+        if self.rate_per_second:
+            limiter = RateLimiter(limiter_path(state_dir, self.base_url), self.rate_per_second)
+        headers = {**self.headers, **{k: v.reveal() for k, v in self.secret_headers.items()}}
+        return ApiClient(self.base_url, headers=headers, timeout=self.timeout,
+                         concurrency=concurrency, limiter=limiter, retry=self.retry)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to do with each row. `handler(row, clients)` returns the row's result columns."""
+
+    name: str
+    handler: Handler
+    result_columns: tuple[str, ...]
+    apis: tuple[ApiSpec, ...]
+    work_dir: str
+    key_column: str | None = None
+    version: str = "1"  # bump when the same input should give a different answer
+    concurrency: int = 50  # rows in flight inside one chunk
+
+    @property
+    def fingerprint(self) -> str:
+        """What changes the answer: the workload, its code and where it sends requests."""
+        parts = [self.name, self.version, inspect.getsource(self.handler), *(a.base_url for a in self.apis)]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+
+    def journal_path(self, chunk: "ChunkRef") -> Path:
+        return Path(self.work_dir) / "journals" / self.fingerprint / f"{chunk.digest}.jsonl"
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """A staged chunk: its rows live in `staged` (a pickle written by the engine)."""
+
+    index: int
+    first_row: int
+    rows: int
+    digest: str
+    staged: str
+    duplicates: tuple[tuple[int, int], ...] = ()  # (row, row it repeats) for the key column
+    source: str = ""  # the input file's name, for error messages
+
+
+def read_journal(path: Path) -> dict[int, dict]:
+    """Row number -> last record; a torn last line (killed mid-write) is ignored."""
+    records: dict[int, dict] = {}
+    if path.exists():
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                records[record["row"]] = record
+    return records
+
+
+def needs_work(record: dict | None) -> bool:
+    return record is None or (record["status"] == "failed" and record.get("retryable", False))
+
+
+def summarize(chunk: ChunkRef, records: dict[int, dict], **extra: Any) -> dict[str, Any]:
+    statuses = [r["status"] for r in records.values()]
+    return {
+        "index": chunk.index, "rows": chunk.rows, "done": len(records),
+        "ok": statuses.count("ok"), "failed": statuses.count("failed"),
+        "retryable": sum(1 for r in records.values() if needs_work(r)),
+        **extra,
+    }
+
+
+def _cache_key(context, parameters) -> str:
+    return f"{parameters['job'].fingerprint}-{parameters['chunk'].digest}"
+
+
+def _retry_unless_fatal(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except FatalError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(
+    name="process-chunk",
+    task_run_name="chunk-{chunk.index}",
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_cache_key) + TASK_SOURCE,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_unless_fatal,
+)
+def process_chunk(chunk: ChunkRef, job: Job, abort_file: str) -> dict[str, Any]:
+    """Process the chunk's unfinished rows; returns counts and this execution's HTTP stats."""
+    started = time.monotonic()
+    frame = pd.read_pickle(chunk.staged)
+    journal = job.journal_path(chunk)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    records = read_journal(journal)
+    duplicates = dict(chunk.duplicates)
+    todo = [row for row in frame.to_dict("records") if needs_work(records.get(row["_row"]))]
+    stats = CallStats()
+    if todo:
+        stats = _run(_process_rows(todo, job, journal, duplicates, chunk.source, abort_file))
+        records = read_journal(journal)
+    return summarize(chunk, records, processed=len(todo), stats=stats.__dict__,
+                     seconds=round(time.monotonic() - started, 3))
+
+
+def _run(coroutine):
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coroutine)
+    except ImportError:
+        return asyncio.run(coroutine)
+
+
+def input_problem(row: dict, job: Job, duplicates: dict[int, int], source: str) -> str:
+    """Why a row cannot be sent at all, or ""."""
+    if row["_input_error"]:
+        return row["_input_error"]
+    key = job.key_column
+    if key is not None:
+        value = row.get(key)
+        where = f"{source} row {row['_row']}, column {key}"
+        if value is None or (isinstance(value, float) and value != value) or str(value).strip() == "":
+            return f"{where}: empty"
+        if row["_row"] in duplicates:
+            return f"{where}: duplicate {key} {value!r} (first seen at row {duplicates[row['_row']]})"
+    return ""
+
+
+async def _process_rows(rows: list[dict], job: Job, journal: Path, duplicates: dict[int, int],
+                        source: str, abort_file: str) -> CallStats:
+    fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    gate = asyncio.Semaphore(job.concurrency)
+    clients = {api.name: api.client(job.concurrency, job.work_dir) for api in job.apis}
+
+    def write(record: dict) -> None:
+        os.write(fd, (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode())
+
+    async def one(row: dict) -> None:
+        number = row["_row"]
+        problem = input_problem(row, job, duplicates, source)
+        if problem:
+            return write({"row": number, "status": "failed", "error": problem, "retryable": False})
+        async with gate:
+            if os.path.exists(abort_file):
+                raise FatalError(Path(abort_file).read_text() or "run aborted")
+            try:
+                result = await job.handler({k: v for k, v in row.items() if not k.startswith("_")}, clients)
+                record = {"row": number, "status": "ok", "error": "", "result": result}
+            except RowError as error:
+                text = f"{source} row {number}, {error}" if error.bad_input else str(error)
+                record = {"row": number, "status": "failed", "error": text, "retryable": error.retryable}
+            except FatalError as error:
+                Path(abort_file).write_text(str(error))
+                raise
+            except Exception as error:  # a bug or an unexpected answer: the row fails, the chunk goes on
+                record = {"row": number, "status": "failed", "error": f"{type(error).__name__}: {error}"[:500],
+                          "retryable": False}
+        write(record)
+
+    try:
+        for client in clients.values():
+            await client.__aenter__()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for row in rows:
+                    group.create_task(one(row))
+        except* FatalError as errors:
+            raise errors.exceptions[0] from None
+    finally:
+        os.close(fd)
+        total = CallStats()
+        for client in clients.values():
+            await client.__aexit__(None, None, None)
+            total.add(client.stats)
+            if client.limiter is not None:
+                client.limiter.close()
+    return total

@@ -1,0 +1,219 @@
+"""The chunk engine: stage the input in chunks, map one Prefect task per chunk, retry transient
+failures in a follow-up pass, and write the output in input order with a run summary.
+
+Every flow calls `run_job(job, input, output, ...)`. The input is streamed into content-addressed
+chunk files under the work directory (memory does not grow with the file); each chunk task reads
+its own file, so the flow holds only small summaries. See tasks/chunk.py for what runs per chunk.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger, unmapped
+from prefect.futures import as_completed
+
+from tasks.chunk import ChunkRef, Job, process_chunk, read_journal
+from tasks.http import CallStats, FatalError
+from tasks.progress import Progress, duration, publish_summary, summary_markdown
+from tasks.runners import is_dask, make_task_runner, parallel_chunks
+from tasks.tables import OutputWriter, count_rows, read_chunks
+
+MAX_CHUNKS = {"thread": 1000, "dask": 100}  # Prefect costs ~10 ms per task, Dask ~200 ms
+
+
+def effective_chunk_size(requested: int, estimated_rows: int, runner: str) -> int:
+    """Grow chunks when a huge input would make too many tasks (memory and overhead per task)."""
+    limit = MAX_CHUNKS["dask" if is_dask(runner) else "thread"]
+    return max(requested, math.ceil(estimated_rows / limit))
+
+
+def frame_digest(frame: pd.DataFrame, extra: object = ()) -> str:
+    """Content digest of a chunk (values, row numbers, column names) plus anything in `extra`."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
+    digest.update(repr((list(frame.columns), extra)).encode())
+    return digest.hexdigest()[:24]
+
+
+def find_duplicates(rows: np.ndarray, hashes: np.ndarray) -> dict[int, int]:
+    """Row -> earlier row with the same key hash (64-bit), for every repeat after the first."""
+    if len(rows) < 2:
+        return {}
+    order = np.argsort(hashes, kind="stable")
+    sorted_hashes, sorted_rows = hashes[order], rows[order]
+    starts = np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]]
+    first = sorted_rows[np.maximum.accumulate(np.where(starts, np.arange(len(starts)), 0))]
+    repeat = ~starts
+    return dict(zip(sorted_rows[repeat].tolist(), first[repeat].tolist()))
+
+
+def stage_input(job: Job, input_path: str | Path, chunk_size: int, runner: str = "thread",
+                limit: int | None = None, required: tuple[str, ...] = (), sheet: str | None = None,
+                encoding: str = "utf-8-sig") -> list[ChunkRef]:
+    """Stream the input into chunk files; returns the chunks (in input order) with key duplicates."""
+    estimate = count_rows(input_path)
+    size = effective_chunk_size(chunk_size, min(estimate, limit or estimate), runner)
+    staged_dir = Path(job.work_dir) / "staged"
+    staged_dir.mkdir(parents=True, exist_ok=True)
+    required = tuple(dict.fromkeys((*required, *((job.key_column,) if job.key_column else ()))))
+    chunks, key_rows, key_hashes, seen = [], [], [], 0
+    for frame in read_chunks(input_path, size, required=required, sheet=sheet, encoding=encoding):
+        if limit is not None:
+            frame = frame.iloc[: max(0, limit - seen)]
+        if frame.empty:
+            if limit is not None and seen >= limit:
+                break
+            continue
+        seen += len(frame)
+        digest = frame_digest(frame)
+        path = staged_dir / f"{digest}.pkl"
+        if not path.exists():
+            frame.to_pickle(path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+        if job.key_column:
+            keys = frame[job.key_column].astype(str).str.strip()
+            usable = (keys != "") & frame[job.key_column].notna() & (frame["_input_error"] == "")
+            key_rows.append(frame["_row"].to_numpy()[usable.to_numpy()])
+            key_hashes.append(pd.util.hash_array(keys[usable].to_numpy(dtype=object)))
+        chunks.append(ChunkRef(len(chunks), int(frame["_row"].iloc[0]), len(frame), digest, str(path),
+                               source=Path(input_path).name))
+    if not key_rows:
+        return chunks
+    duplicates = find_duplicates(np.concatenate(key_rows), np.concatenate(key_hashes))
+    by_chunk: dict[int, list] = {}
+    bounds = np.array([c.first_row for c in chunks])
+    for row, first in sorted(duplicates.items()):
+        by_chunk.setdefault(int(np.searchsorted(bounds, row, side="right") - 1), []).append((row, first))
+    return [c if c.index not in by_chunk else  # the duplicates change the chunk's answer: new digest
+            ChunkRef(c.index, c.first_row, c.rows, frame_digest(pd.read_pickle(c.staged), by_chunk[c.index]),
+                     c.staged, tuple(by_chunk[c.index]), c.source) for c in chunks]
+
+
+def reason_of(error: str) -> str:
+    """Group similar errors: drop row numbers, quoted values and numbers."""
+    text = re.sub(r"^[^:]*row \d+( \(line \d+\))?[:,] ?", "", error)
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    return re.sub(r"\d+(\.\d+)?", "N", text)[:120]
+
+
+def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
+                    chunk_errors: dict[int, str]) -> tuple[Counter, Counter]:
+    """Write input columns + result columns + status + error, in input order, one row per input row."""
+    writer, counts, reasons = OutputWriter(output), Counter(), Counter()
+    for chunk in chunks:
+        frame = pd.read_pickle(chunk.staged)
+        records = read_journal(job.journal_path(chunk))
+        missing = f"not processed: {chunk_errors.get(chunk.index, 'the chunk did not finish')}"
+        results = {name: [] for name in job.result_columns}
+        status, errors = [], []
+        for number in frame["_row"]:
+            record = records.get(number) or {"status": "failed", "error": missing}
+            status.append(record["status"])
+            errors.append(record.get("error", ""))
+            values = record.get("result") or {}
+            for name in job.result_columns:
+                results[name].append(values.get(name))
+            counts[record["status"]] += 1
+            if record["status"] != "ok":
+                reasons[reason_of(record["error"])] += 1
+        out = frame[[c for c in frame.columns if not c.startswith("_")]].copy()
+        for name, values in results.items():
+            out[name] = values
+        out["status"], out["error"] = status, errors
+        writer.write(out)
+    writer.close()
+    return counts, reasons
+
+
+def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_size: int = 200,
+            runner: str = "thread", workers: int | None = None, limit: int | None = None,
+            required: tuple[str, ...] = (), sheet: str | None = None, encoding: str = "utf-8-sig",
+            retry_passes: int = 1, total_concurrency: int | None = None) -> dict[str, Any]:
+    """Run `job` over every row of the input; returns the run's figures (also published as artifact)."""
+    logger = get_run_logger()
+    started = time.monotonic()
+    if total_concurrency:  # the run's concurrency is shared by the chunks running at once
+        per_chunk = max(1, math.ceil(total_concurrency / parallel_chunks(runner, workers)))
+        job = Job(**{**job.__dict__, "concurrency": per_chunk})
+    chunks = stage_input(job, input_path, chunk_size, runner, limit, required, sheet, encoding)
+    total_rows = sum(c.rows for c in chunks)
+    staged_at = time.monotonic()
+    logger.info(f"{job.name}: {total_rows:,} rows from {input_path} in {len(chunks)} chunks "
+                f"(staged in {staged_at - started:.1f} s), runner {runner}, {job.concurrency} rows in flight per chunk")
+    progress = Progress(job.name, total_rows, logger)
+    abort_file = Path(job.work_dir) / "aborts" / uuid.uuid4().hex
+    abort_file.parent.mkdir(parents=True, exist_ok=True)
+    summaries: dict[int, dict] = {}
+    chunk_errors: dict[int, str] = {}
+    stats, cached, passes = CallStats(), 0, 0
+    fatal: FatalError | None = None
+    try:
+        with make_task_runner(runner, workers) as task_runner:
+            pending = chunks
+            for passes in range(1, retry_passes + 2):
+                task = process_chunk if passes == 1 else process_chunk.with_options(refresh_cache=True)
+                futures = task_runner.map(task, {"chunk": pending, "job": unmapped(job),
+                                                 "abort_file": unmapped(str(abort_file))})
+                index_of = {id(f): c.index for f, c in zip(futures, pending)}
+                for future in as_completed(list(futures)):
+                    index = index_of[id(future)]
+                    try:
+                        summary = future.result()
+                    except FatalError as error:
+                        fatal = error
+                        continue
+                    except Exception as error:
+                        chunk_errors[index] = f"{type(error).__name__}: {error}"[:300]
+                        continue
+                    chunk_errors.pop(index, None)
+                    if future.state.name == "Cached":
+                        cached += 1
+                        progress.baseline += summary["done"]
+                    else:
+                        stats.add(summary["stats"])
+                    summaries[index] = summary
+                    progress.update(sum(s["done"] for s in summaries.values()))
+                if fatal is not None:
+                    break
+                pending = [c for c in chunks if c.index not in summaries or summaries[c.index]["retryable"]]
+                if not pending or passes > retry_passes:
+                    break
+                retryable = sum(summaries[c.index]["retryable"] if c.index in summaries else c.rows for c in pending)
+                logger.info(f"{job.name}: follow-up pass for {retryable:,} rows in {len(pending)} chunks")
+    finally:
+        progress.close()
+        abort_file.unlink(missing_ok=True)
+    if fatal is not None:
+        raise fatal
+    counts, reasons = assemble_output(job, chunks, output_path, chunk_errors)
+    progress.update(total_rows, final=True)
+    seconds = time.monotonic() - started
+    processed = sum(s.get("processed", 0) for s in summaries.values())
+    figures = {
+        "output": str(output_path), "rows": total_rows, "ok": counts["ok"], "failed": counts["failed"],
+        "chunks": len(chunks), "chunks_cached": cached, "passes": passes,
+        "requests": stats.requests, "retries": stats.retries, "http_429": stats.throttled,
+        "http_5xx": stats.server_errors, "timeouts": stats.timeouts, "connection_errors": stats.connection_errors,
+        "wall_seconds": round(seconds, 2), "rows_per_second": round(total_rows / seconds, 1) if seconds else 0.0,
+        "processing_rows_per_second": round(processed / (time.monotonic() - staged_at), 1),
+        "failure_reasons": dict(reasons.most_common(20)),
+    }
+    publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
+        "output": f"`{output_path}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
+        "failed": f"{counts['failed']:,}", "chunks (cached from an earlier run)": f"{len(chunks)} ({cached})",
+        "passes": passes, "requests sent": f"{stats.requests:,}", "retries": f"{stats.retries:,}",
+        "429 answers": f"{stats.throttled:,}", "5xx answers": f"{stats.server_errors:,}",
+        "timeouts": f"{stats.timeouts:,}", "connection errors": f"{stats.connection_errors:,}",
+        "throughput": f"{figures['rows_per_second']:,} rows/s", "wall time": duration(seconds),
+    }, dict(reasons.most_common(20))))
+    logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['failed']:,} failed of {total_rows:,} rows "
+                f"in {duration(seconds)}; output {output_path}")
+    return figures

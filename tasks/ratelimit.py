@@ -1,0 +1,98 @@
+"""A rate limiter that holds across coroutines, threads and processes on one machine.
+
+It is a GCRA slot scheduler: one shared "next free slot" timestamp lives in a small file, guarded by
+`fcntl.flock`. Each request takes the next slot (`interval = 1 / rate` after the previous one) and
+sleeps until it. Every chunk, thread, Dask worker process or second flow run on the machine that
+points at the same file shares the same budget, so the API sees at most `rate` requests per second
+however the work is spread. A 429 with Retry-After pushes the shared slot forward: everyone pauses.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import struct
+import threading
+import time
+from pathlib import Path
+
+_STALE_AFTER = 3600.0  # a slot this far ahead can only come from a clock jump: start afresh
+
+
+def limiter_path(state_dir: str | os.PathLike, api_id: str) -> Path:
+    """The shared state file for one API (identified e.g. by its base URL)."""
+    digest = hashlib.sha256(api_id.encode()).hexdigest()[:16]
+    return Path(state_dir) / "ratelimits" / f"{digest}.slot"
+
+
+class RateLimiter:
+    """`await limiter.acquire()` before each request; `limiter.pause(seconds)` after a 429."""
+
+    def __init__(self, path: str | os.PathLike, per_second: float, headroom: float = 0.95):
+        if per_second <= 0:
+            raise ValueError("rate limit must be positive")
+        if not 0 < headroom <= 1:
+            raise ValueError("headroom must be in (0, 1]")
+        self.path = Path(path)
+        self.interval = 1.0 / (per_second * headroom)
+        self._fd: int | None = None
+        self._thread_lock = threading.Lock()
+        self.waited = 0.0  # seconds spent waiting for slots, for the run summary
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
+    def _update(self, step) -> float:
+        """Atomically read the shared next-slot time, store step(now, slot) -> (new, result)."""
+        with self._thread_lock:
+            fd = self._open()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                raw = os.pread(fd, 8, 0)
+                slot = struct.unpack("d", raw)[0] if len(raw) == 8 else 0.0
+                now = time.time()
+                if slot > now + _STALE_AFTER:
+                    slot = 0.0
+                new_slot, result = step(now, slot)
+                os.pwrite(fd, struct.pack("d", new_slot), 0)
+                return result
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def reserve(self) -> float:
+        """Take the next slot; returns the wall-clock time at which it may be used."""
+
+        def take(now: float, slot: float):
+            mine = max(now, slot)
+            return mine + self.interval, mine
+
+        return self._update(take)
+
+    def pause(self, seconds: float) -> None:
+        """Nobody sharing this limiter sends before now + seconds (a Retry-After)."""
+        self._update(lambda now, slot: (max(slot, now + seconds), 0.0))
+
+    async def acquire(self) -> None:
+        wait = self.reserve() - time.time()
+        if wait > 0:
+            self.waited += wait
+            await asyncio.sleep(wait)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __getstate__(self):
+        """Picklable for Dask: the file descriptor and lock are re-created in the worker."""
+        state = self.__dict__.copy()
+        state["_fd"], state["_thread_lock"] = None, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()

@@ -1,0 +1,298 @@
+"""Read inputs in chunks (csv, xlsx, parquet, jsonl) and write ordered outputs, streaming both ways.
+
+Every chunk is a DataFrame of the file's columns plus `_row` (1-based data row number) and
+`_input_error` (why the row is unusable, or ""). Problems with a single row never stop the read:
+they become that row's `_input_error`, naming the file, row and column. Problems with the whole
+file (missing, empty, no such column) raise `InputError` before any work is done.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx",
+           ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+XLSX_MAX_ROWS = 1_048_575  # Excel's row limit, less the header
+_BAD_BYTES = re.compile("[\udc80-\udcff]")
+
+
+class InputError(ValueError):
+    """The input as a whole cannot be used; the message says which file, sheet and column."""
+
+
+def file_format(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise InputError(f"{path}: unsupported file type {suffix!r} (use {', '.join(sorted(set(FORMATS)))})")
+    return FORMATS[suffix]
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """A quick estimate of the number of data rows, to size chunks before reading."""
+    kind = file_format(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if kind == "xlsx":
+        return XLSX_MAX_ROWS  # sized by the sheet limit: reading the dimension is unreliable
+    lines = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            lines += block.count(b"\n")
+    return max(0, lines - (kind == "csv"))
+
+
+def read_chunks(path: str | os.PathLike, chunk_size: int, required: tuple[str, ...] = (),
+                sheet: str | None = None, encoding: str = "utf-8-sig") -> Iterator[pd.DataFrame]:
+    """Yield DataFrames of at most `chunk_size` rows, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    kind = file_format(path)
+    if kind == "parquet":
+        rows = _parquet_rows(path, chunk_size)
+    else:
+        reader = {"csv": _csv_rows, "xlsx": _xlsx_rows, "jsonl": _jsonl_rows}[kind]
+        rows = _batched(reader(path, required, sheet=sheet, encoding=encoding), chunk_size)
+    first = True
+    for frame in rows:
+        if first:
+            missing = [c for c in required if c not in frame.columns]
+            if missing:
+                raise InputError(f"{path}: missing column(s) {missing}; found {_user_columns(frame)}")
+            first = False
+        yield frame
+
+
+def _user_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if not c.startswith("_")]
+
+
+def _batched(rows: Iterator[tuple[list[str], int, dict, str]], size: int) -> Iterator[pd.DataFrame]:
+    """Group (header, row number, values, error) tuples into DataFrames."""
+    batch: list[dict] = []
+    header: list[str] = []
+    for header, number, values, error in rows:
+        batch.append({**values, "_row": number, "_input_error": error})
+        if len(batch) >= size:
+            yield pd.DataFrame(batch, columns=[*header, "_row", "_input_error"])
+            batch = []
+    if batch or not header:
+        yield pd.DataFrame(batch, columns=[*header, "_row", "_input_error"])
+
+
+def _check_header(path: Path, header: list, where: str = "") -> list[str]:
+    names = [str(h).strip() if h is not None and str(h).strip() else f"column_{i + 1}" for i, h in enumerate(header)]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"{path}{where}: column {name!r} appears twice in the header")
+        seen.add(name)
+    return names
+
+
+def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
+    with open(path, newline="", encoding=encoding, errors="surrogateescape") as handle:
+        sample = handle.read(65536)
+        if not sample.strip():
+            raise InputError(f"{path}: the file is empty (no header row)")
+        handle.seek(0)
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.reader(handle, dialect)
+        header = _check_header(path, next(reader))
+        number = 0
+        for fields in reader:
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # blank line: not a row
+            number += 1
+            problems = []
+            if len(fields) != len(header):
+                problems.append(f"has {len(fields)} fields, the header has {len(header)}")
+            for name, value in zip(header, fields):
+                if _BAD_BYTES.search(value):
+                    problems.append(f"column {name}: bytes that are not valid {encoding} "
+                                    "(set the input encoding, e.g. cp1252)")
+            values = {name: _clean_text(value) for name, value in zip(header, fields)}
+            where = f"{path.name} row {number} (line {reader.line_num})"
+            yield header, number, values, (f"{where}: " + "; ".join(problems)) if problems else ""
+
+
+def _clean_text(value: str) -> str:
+    return _BAD_BYTES.sub("\ufffd", value)
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _xlsx_rows(path: Path, required, sheet=None, encoding=None):
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception as error:  # openpyxl raises many kinds for a broken file
+        raise InputError(f"{path}: not a readable xlsx file ({type(error).__name__}: {error})") from None
+    try:
+        found = {}
+        for ws in ([book[sheet]] if sheet in book.sheetnames else book.worksheets):
+            rows = ws.iter_rows(values_only=True)
+            offset = 0
+            for cells in rows:
+                offset += 1
+                if any(c not in (None, "") for c in cells):
+                    break
+            else:
+                continue
+            header = _check_header(path, list(cells), f" sheet {ws.title!r}")
+            while header and header[-1].startswith("column_") and cells[len(header) - 1] is None:
+                header.pop()
+            found[ws.title] = header
+            if sheet is None and not all(c in header for c in required):
+                continue
+            for number, cells in enumerate(rows, start=1):
+                if all(c in (None, "") for c in cells):
+                    continue
+                yield header, number, {n: _cell_text(v) for n, v in zip(header, cells)}, ""
+            return
+        if sheet is not None and sheet not in book.sheetnames:
+            raise InputError(f"{path}: no sheet {sheet!r}; sheets are {book.sheetnames}")
+        if not found:
+            raise InputError(f"{path}: the workbook is empty (no header row on any sheet)")
+        raise InputError(f"{path}: no sheet has the column(s) {list(required)}; headers found: {found}")
+    finally:
+        book.close()
+
+
+def _jsonl_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
+    header: list[str] = []
+    number = 0
+    with open(path, encoding=encoding, errors="surrogateescape") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            number += 1
+            error = ""
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("a line must hold one JSON object")
+            except ValueError as problem:
+                record, error = {}, f"{path.name} row {number} (line {line_no}): invalid JSON: {problem}"
+            values = {}
+            for key, value in record.items():
+                if key not in header:
+                    header.append(key)
+                values[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+            yield list(header), number, values, error
+    if number == 0:
+        raise InputError(f"{path}: the file is empty (no JSON lines)")
+
+
+def _parquet_rows(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    start = 1
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+        frame = batch.to_pandas()
+        frame["_row"] = range(start, start + len(frame))
+        frame["_input_error"] = ""
+        start += len(frame)
+        yield frame
+
+
+class OutputWriter:
+    """Append DataFrames in order; the file appears (atomically renamed) only on `close()`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.kind = file_format(self.path)
+        if self.kind == "csv" and self.path.suffix.lower() == ".tsv":
+            self.kind = "tsv"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.rows = 0
+        self._handle = self._parquet = self._book = self._sheet = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        getattr(self, f"_write_{self.kind}")(frame)
+        self.rows += len(frame)
+
+    def _write_csv(self, frame: pd.DataFrame, sep: str = ",") -> None:
+        if self._handle is None:
+            self._handle = open(self.tmp, "w", newline="", encoding="utf-8")
+            frame.to_csv(self._handle, index=False, sep=sep)
+        else:
+            frame.to_csv(self._handle, index=False, header=False, sep=sep)
+
+    def _write_tsv(self, frame: pd.DataFrame) -> None:
+        self._write_csv(frame, sep="\t")
+
+    def _write_jsonl(self, frame: pd.DataFrame) -> None:
+        if self._handle is None:
+            self._handle = open(self.tmp, "w", encoding="utf-8")
+        if len(frame):
+            frame.to_json(self._handle, orient="records", lines=True, force_ascii=False)
+            self._handle.write("\n")
+
+    def _write_parquet(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame = frame.copy()
+        for name in frame.columns:  # mixed object columns (e.g. from jsonl) are written as text
+            if frame[name].dtype == object:
+                frame[name] = frame[name].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._parquet is None:
+            schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
+            self._parquet = pq.ParquetWriter(self.tmp, schema)
+        self._parquet.write_table(table.cast(self._parquet.schema))
+
+    def _write_xlsx(self, frame: pd.DataFrame) -> None:
+        from openpyxl import Workbook
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        if self._book is None:
+            self._book, self._sheet_rows = Workbook(write_only=True), XLSX_MAX_ROWS
+        columns = list(frame.columns)
+        for values in frame.itertuples(index=False, name=None):
+            if self._sheet_rows >= XLSX_MAX_ROWS:  # Excel's limit: continue on a new sheet
+                n = len(self._book.worksheets) + 1
+                self._sheet = self._book.create_sheet("results" if n == 1 else f"results_{n}")
+                self._sheet.append(columns)
+                self._sheet_rows = 0
+            self._sheet.append([
+                None if v is None or (isinstance(v, float) and v != v)
+                else ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
+                for v in values
+            ])
+            self._sheet_rows += 1
+
+    def close(self) -> Path:
+        if self._handle is not None:
+            self._handle.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._book is not None:
+            self._book.save(self.tmp)
+        if not self.tmp.exists():
+            raise ValueError(f"{self.path}: nothing was written")
+        os.replace(self.tmp, self.path)
+        return self.path
