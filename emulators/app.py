@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from emulators import cards
-from emulators.faults import ApiFaults, Settings
+from emulators.faults import ApiFaults
 
 API_MODULES = [cards]
 
@@ -20,11 +20,7 @@ def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
     unknown = set(settings) - {module.NAME for module in API_MODULES}
     if unknown:
         raise ValueError(f"unknown emulated APIs: {sorted(unknown)}")
-    apis = {}
-    for module in API_MODULES:
-        faults = ApiFaults(module.NAME, Settings())
-        faults.configure(settings.get(module.NAME, {}))
-        apis[module.NAME] = faults
+    apis = {module.NAME: ApiFaults(module.NAME, settings.get(module.NAME)) for module in API_MODULES}
 
     def lookup(request: Request) -> ApiFaults:
         return apis[request.path_params["api"]]

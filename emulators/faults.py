@@ -32,6 +32,8 @@ class Settings:
     retry_after: float = 1.0  # Retry-After sent with injected 429s
     hang_rate: float = 0.0  # probability that a request never answers (until hang_seconds)
     hang_seconds: float = 600.0
+    slow_keys: list[str] = field(default_factory=list)  # keys (e.g. user_ids) answered after slow_latency
+    slow_latency: float = 0.0
     api_key: str | None = None  # None: any key accepted
     seed: int | None = None
 
@@ -54,12 +56,14 @@ class Rejection(Exception):
 class ApiFaults:
     """Settings + accounting for one API. All methods run on the server's event loop."""
 
-    def __init__(self, name: str, settings: Settings | None = None):
-        self.name = name
-        self.settings = settings or Settings()
+    def __init__(self, name: str, initial: dict[str, Any] | None = None):
+        self.name, self.initial = name, dict(initial or {})
         self.reset()
 
     def reset(self) -> None:
+        """Forget every request and go back to the settings given at start-up."""
+        self.settings = Settings()
+        self.settings.update(self.initial)
         self.started = time.monotonic()
         self.arrivals = array("d")  # monotonic arrival time of every request
         self.statuses: Counter[int] = Counter()
@@ -101,7 +105,7 @@ class ApiFaults:
             self.hangs += 1
             await asyncio.sleep(s.hang_seconds)
             raise Rejection(504, {"error": "timeout", "detail": "upstream timed out"})
-        delay = self._latency()
+        delay = s.slow_latency if key is not None and key in s.slow_keys else self._latency()
         if delay > 0:
             await asyncio.sleep(delay)
         if s.error_rate and rng.random() < s.error_rate:

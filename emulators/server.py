@@ -19,6 +19,7 @@ def serve(host: str, port: int, settings: dict[str, dict[str, Any]], announce=pr
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(4096)  # connections queue from now on, so clients may connect as soon as we announce
     url = f"http://{host}:{sock.getsockname()[1]}"
     config = uvicorn.Config(
         build_app(settings), log_level="warning", access_log=False, backlog=4096,

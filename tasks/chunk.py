@@ -115,7 +115,10 @@ def summarize(chunk: ChunkRef, records: dict[int, dict], **extra: Any) -> dict[s
 
 
 def _cache_key(context, parameters) -> str:
-    return f"{parameters['job'].fingerprint}-{parameters['chunk'].digest}"
+    """The chunk's content + what changes the answer + where its journal lives."""
+    job = parameters["job"]
+    place = hashlib.sha256(str(Path(job.work_dir).resolve()).encode()).hexdigest()[:12]
+    return f"{job.fingerprint}-{parameters['chunk'].digest}-{place}"
 
 
 def _retry_unless_fatal(task, task_run, state) -> bool:

@@ -183,7 +183,8 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
                     progress.update(sum(s["done"] for s in summaries.values()))
                 if fatal is not None:
                     break
-                pending = [c for c in chunks if c.index not in summaries or summaries[c.index]["retryable"]]
+                pending = [c for c in chunks if c.index not in summaries or summaries[c.index]["retryable"]
+                           or not job.journal_path(c).exists()]  # a cached chunk whose journal was deleted
                 if not pending or passes > retry_passes:
                     break
                 retryable = sum(summaries[c.index]["retryable"] if c.index in summaries else c.rows for c in pending)

@@ -105,11 +105,9 @@ def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
         if not sample.strip():
             raise InputError(f"{path}: the file is empty (no header row)")
         handle.seek(0)
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-        except csv.Error:
-            dialect = csv.excel
-        reader = csv.reader(handle, dialect)
+        header_line = sample.splitlines()[0]
+        delimiter = max(",;\t|", key=header_line.count)  # the header tells the delimiter
+        reader = csv.reader(handle, delimiter=delimiter)
         header = _check_header(path, next(reader))
         number = 0
         for fields in reader:

@@ -1,0 +1,72 @@
+"""Test fixtures: one real Prefect server and one emulator process for the whole session."""
+import os
+import tempfile
+
+_home = tempfile.mkdtemp(prefix="batchflows-test-prefect-")
+os.environ["PREFECT_HOME"] = _home  # isolated Prefect state, set before prefect is imported
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PREFECT_API_URL", None)
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from emulators import Emulator  # noqa: E402
+from tasks.runners import local_prefect_server  # noqa: E402
+
+API_KEY = "test-key-Zq8v1Lw5"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server():
+    """A real `prefect server start` (Dask workers need one; it also makes flow calls fast)."""
+    with local_prefect_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def emulator_process():
+    with Emulator({"cards": {"api_key": API_KEY}}) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(emulator_process, monkeypatch):
+    """The session's emulator with fresh accounting and start-up settings, and the key in the env."""
+    emulator_process.reset()
+    monkeypatch.setenv("CARD_API_KEY", API_KEY)
+    return emulator_process
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A fresh work directory (staged chunks, journals, rate-limit state) for this test."""
+    monkeypatch.setenv("BATCHFLOWS_WORK_DIR", str(tmp_path / "work"))
+    return tmp_path
+
+
+def write_config(path: Path, base_url: str, **processing) -> Path:
+    settings = {"concurrency": 40, "rate_limit_per_minute": None, "chunk_size": 100, **processing}
+    timeout = settings.pop("timeout", 5)
+    path.write_text(json.dumps({"api": {"base_url": base_url, "api_key_env": "CARD_API_KEY", "timeout": timeout},
+                                "processing": settings}))
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The `batchflows` CLI in a child process, against the session's Prefect server."""
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix == ".xlsx":
+        return pd.read_excel(path, dtype=str, keep_default_na=False)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
