@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +155,7 @@ def process_chunk(chunk: ChunkRef, job: Job, abort_file: str) -> dict[str, Any]:
         stats = _run(_process_rows(todo, job, journal, duplicates, chunk.source, abort_file))
         records = read_journal(journal)
     return summarize(chunk, records, processed=len(todo), stats=stats.__dict__,
-                     seconds=round(time.monotonic() - started, 3))
+                     seconds=round(time.monotonic() - started, 3), worker=f"{socket.gethostname()}:{os.getpid()}")
 
 
 def _run(coroutine):

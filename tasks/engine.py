@@ -153,7 +153,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
     abort_file.parent.mkdir(parents=True, exist_ok=True)
     summaries: dict[int, dict] = {}
     chunk_errors: dict[int, str] = {}
-    stats, cached, passes = CallStats(), 0, 0
+    stats, cached, passes, workers_used = CallStats(), 0, 0, Counter()
     fatal: FatalError | None = None
     try:
         with make_task_runner(runner, workers) as task_runner:
@@ -179,6 +179,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
                         progress.baseline += summary["done"]
                     else:
                         stats.add(summary["stats"])
+                        workers_used[summary["worker"]] += 1
                     summaries[index] = summary
                     progress.update(sum(s["done"] for s in summaries.values()))
                 if fatal is not None:
@@ -205,7 +206,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         "http_5xx": stats.server_errors, "timeouts": stats.timeouts, "connection_errors": stats.connection_errors,
         "wall_seconds": round(seconds, 2), "rows_per_second": round(total_rows / seconds, 1) if seconds else 0.0,
         "processing_rows_per_second": round(processed / (time.monotonic() - staged_at), 1),
-        "failure_reasons": dict(reasons.most_common(20)),
+        "failure_reasons": dict(reasons.most_common(20)), "chunks_per_worker": dict(workers_used),
     }
     publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
         "output": f"`{output_path}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
@@ -214,6 +215,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         "429 answers": f"{stats.throttled:,}", "5xx answers": f"{stats.server_errors:,}",
         "timeouts": f"{stats.timeouts:,}", "connection errors": f"{stats.connection_errors:,}",
         "throughput": f"{figures['rows_per_second']:,} rows/s", "wall time": duration(seconds),
+        "chunks run per worker": ", ".join(f"{w} {n}" for w, n in workers_used.items()) or "-",
     }, dict(reasons.most_common(20))))
     logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['failed']:,} failed of {total_rows:,} rows "
                 f"in {duration(seconds)}; output {output_path}")
