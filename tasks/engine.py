@@ -7,6 +7,7 @@ its own file, so the flow holds only small summaries. See tasks/chunk.py for wha
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -68,7 +69,7 @@ def stage_input(job: Job, input_path: str | Path, chunk_size: int, runner: str =
     for frame in read_chunks(input_path, size, required=required, sheet=sheet, encoding=encoding):
         if limit is not None:
             frame = frame.iloc[: max(0, limit - seen)]
-        if frame.empty:
+        if frame.empty and (chunks or seen):  # an empty frame is kept only as a header-only input's chunk
             if limit is not None and seen >= limit:
                 break
             continue
@@ -83,8 +84,8 @@ def stage_input(job: Job, input_path: str | Path, chunk_size: int, runner: str =
             usable = (keys != "") & frame[job.key_column].notna() & (frame["_input_error"] == "")
             key_rows.append(frame["_row"].to_numpy()[usable.to_numpy()])
             key_hashes.append(pd.util.hash_array(keys[usable].to_numpy(dtype=object)))
-        chunks.append(ChunkRef(len(chunks), int(frame["_row"].iloc[0]), len(frame), digest, str(path),
-                               source=Path(input_path).name))
+        first_row = int(frame["_row"].iloc[0]) if len(frame) else 0
+        chunks.append(ChunkRef(len(chunks), first_row, len(frame), digest, str(path), source=Path(input_path).name))
     if not key_rows:
         return chunks
     duplicates = find_duplicates(np.concatenate(key_rows), np.concatenate(key_hashes))
@@ -142,7 +143,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
     started = time.monotonic()
     if total_concurrency:  # the run's concurrency is shared by the chunks running at once
         per_chunk = max(1, math.ceil(total_concurrency / parallel_chunks(runner, workers)))
-        job = Job(**{**job.__dict__, "concurrency": per_chunk})
+        job = dataclasses.replace(job, concurrency=per_chunk)
     chunks = stage_input(job, input_path, chunk_size, runner, limit, required, sheet, encoding)
     total_rows = sum(c.rows for c in chunks)
     staged_at = time.monotonic()

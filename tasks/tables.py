@@ -76,17 +76,19 @@ def _user_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if not c.startswith("_")]
 
 
-def _batched(rows: Iterator[tuple[list[str], int, dict, str]], size: int) -> Iterator[pd.DataFrame]:
-    """Group (header, row number, values, error) tuples into DataFrames."""
+def _batched(rows: Iterator, size: int) -> Iterator[pd.DataFrame]:
+    """Group a reader's output (its header first, then (row number, values, error) tuples) into
+    DataFrames; a file with a header and no rows gives one empty DataFrame with the columns."""
+    columns = [*next(rows), "_row", "_input_error"]
     batch: list[dict] = []
-    header: list[str] = []
-    for header, number, values, error in rows:
+    yielded = False
+    for number, values, error in rows:
         batch.append({**values, "_row": number, "_input_error": error})
         if len(batch) >= size:
-            yield pd.DataFrame(batch, columns=[*header, "_row", "_input_error"])
-            batch = []
-    if batch or not header:
-        yield pd.DataFrame(batch, columns=[*header, "_row", "_input_error"])
+            yield pd.DataFrame(batch, columns=columns)
+            batch, yielded = [], True
+    if batch or not yielded:
+        yield pd.DataFrame(batch, columns=columns)
 
 
 def _check_header(path: Path, header: list, where: str = "") -> list[str]:
@@ -109,6 +111,7 @@ def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
         delimiter = max(",;\t|", key=header_line.count)  # the header tells the delimiter
         reader = csv.reader(handle, delimiter=delimiter)
         header = _check_header(path, next(reader))
+        yield header
         number = 0
         for fields in reader:
             if not fields or (len(fields) == 1 and not fields[0].strip()):
@@ -123,7 +126,7 @@ def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
                                     "(set the input encoding, e.g. cp1252)")
             values = {name: _clean_text(value) for name, value in zip(header, fields)}
             where = f"{path.name} row {number} (line {reader.line_num})"
-            yield header, number, values, (f"{where}: " + "; ".join(problems)) if problems else ""
+            yield number, values, (f"{where}: " + "; ".join(problems)) if problems else ""
 
 
 def _clean_text(value: str) -> str:
@@ -148,8 +151,10 @@ def _xlsx_rows(path: Path, required, sheet=None, encoding=None):
     except Exception as error:  # openpyxl raises many kinds for a broken file
         raise InputError(f"{path}: not a readable xlsx file ({type(error).__name__}: {error})") from None
     try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise InputError(f"{path}: no sheet {sheet!r}; sheets are {book.sheetnames}")
         found = {}
-        for ws in ([book[sheet]] if sheet in book.sheetnames else book.worksheets):
+        for ws in ([book[sheet]] if sheet is not None else book.worksheets):
             rows = ws.iter_rows(values_only=True)
             offset = 0
             for cells in rows:
@@ -164,13 +169,14 @@ def _xlsx_rows(path: Path, required, sheet=None, encoding=None):
             found[ws.title] = header
             if sheet is None and not all(c in header for c in required):
                 continue
-            for number, cells in enumerate(rows, start=1):
+            yield header
+            number = 0
+            for cells in rows:
                 if all(c in (None, "") for c in cells):
                     continue
-                yield header, number, {n: _cell_text(v) for n, v in zip(header, cells)}, ""
+                number += 1
+                yield number, {n: _cell_text(v) for n, v in zip(header, cells)}, ""
             return
-        if sheet is not None and sheet not in book.sheetnames:
-            raise InputError(f"{path}: no sheet {sheet!r}; sheets are {book.sheetnames}")
         if not found:
             raise InputError(f"{path}: the workbook is empty (no header row on any sheet)")
         raise InputError(f"{path}: no sheet has the column(s) {list(required)}; headers found: {found}")
@@ -179,28 +185,30 @@ def _xlsx_rows(path: Path, required, sheet=None, encoding=None):
 
 
 def _jsonl_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
-    header: list[str] = []
-    number = 0
-    with open(path, encoding=encoding, errors="surrogateescape") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            number += 1
-            error = ""
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("a line must hold one JSON object")
-            except ValueError as problem:
-                record, error = {}, f"{path.name} row {number} (line {line_no}): invalid JSON: {problem}"
-            values = {}
-            for key, value in record.items():
-                if key not in header:
-                    header.append(key)
-                values[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-            yield list(header), number, values, error
-    if number == 0:
-        raise InputError(f"{path}: the file is empty (no JSON lines)")
+    def records():
+        with open(path, encoding=encoding, errors="surrogateescape") as handle:
+            number = 0
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                number += 1
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError("a line must hold one JSON object")
+                    yield number, record, ""
+                except ValueError as problem:
+                    yield number, {}, f"{path.name} row {number} (line {line_no}): invalid JSON: {problem}"
+
+    header: dict[str, None] = {}  # a first pass finds every key, so all chunks have the same columns
+    for _, record, _ in records():
+        header.update(dict.fromkeys(record))
+    if not header:
+        raise InputError(f"{path}: the file is empty (no JSON objects)")
+    yield list(header)
+    for number, record, error in records():
+        values = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in record.items()}
+        yield number, values, error
 
 
 def _parquet_rows(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -268,20 +276,23 @@ class OutputWriter:
         from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
         if self._book is None:
-            self._book, self._sheet_rows = Workbook(write_only=True), XLSX_MAX_ROWS
-        columns = list(frame.columns)
+            self._book = Workbook(write_only=True)
+            self._new_sheet(list(frame.columns))
         for values in frame.itertuples(index=False, name=None):
             if self._sheet_rows >= XLSX_MAX_ROWS:  # Excel's limit: continue on a new sheet
-                n = len(self._book.worksheets) + 1
-                self._sheet = self._book.create_sheet("results" if n == 1 else f"results_{n}")
-                self._sheet.append(columns)
-                self._sheet_rows = 0
+                self._new_sheet(list(frame.columns))
             self._sheet.append([
                 None if v is None or (isinstance(v, float) and v != v)
                 else ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
                 for v in values
             ])
             self._sheet_rows += 1
+
+    def _new_sheet(self, columns: list[str]) -> None:
+        n = len(self._book.worksheets) + 1
+        self._sheet = self._book.create_sheet("results" if n == 1 else f"results_{n}")
+        self._sheet.append(columns)
+        self._sheet_rows = 0
 
     def close(self) -> Path:
         if self._handle is not None:

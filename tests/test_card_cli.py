@@ -56,6 +56,17 @@ def test_whole_file_problems_stop_before_any_request(workspace, emulator, capsys
     assert emulator.stats("cards")["total"] == 0
 
 
+def test_header_only_input_gives_a_header_only_output(workspace, emulator, capsys):
+    users = workspace / "users.csv"
+    users.write_text("user_id,monthly_spend\n")
+    assert cli(workspace, emulator, users, out="out.xlsx") == 0
+    out = read_table(workspace / "out.xlsx")
+    assert len(out) == 0 and list(out.columns) == ["user_id", "monthly_spend", "recommended_card", "issuer",
+                                                   "annual_savings", "recommendations_json", "status", "error"]
+    assert emulator.stats("cards")["total"] == 0
+    assert "0 ok, 0 failed" in capsys.readouterr().out
+
+
 def test_xlsx_with_the_data_on_the_second_sheet(workspace, emulator):
     book = Workbook()
     book.active.title = "About"

@@ -56,14 +56,25 @@ def test_xlsx_finds_the_sheet_with_the_required_columns(tmp_path):
     assert frame[["user_id", "monthly_spend"]].values.tolist() == [["u1", "1200"], ["u2", "99.5"]]
     with pytest.raises(InputError, match=r"no sheet has the column\(s\) \['card'\]; headers found: .*'Notes'"):
         rows_of(path, required=("card",))
+    with pytest.raises(InputError, match=r"no sheet 'Usres'; sheets are \['Notes', 'Users'\]"):
+        rows_of(path, sheet="Usres")
 
 
-def test_jsonl_bad_line_is_a_row_error(tmp_path):
+def test_jsonl_bad_line_is_a_row_error_and_every_chunk_has_every_key(tmp_path):
     path = tmp_path / "users.jsonl"
-    path.write_text('{"user_id": "u1", "tags": [1]}\nnot json\n{"user_id": "u3"}\n')
-    frame = rows_of(path)
-    assert frame.user_id.tolist()[0] == "u1" and frame.tags[0] == "[1]"
+    path.write_text('{"user_id": "u1", "tags": [1]}\nnot json\n{"user_id": "u3", "city": "Rome"}\n')
+    chunks = list(read_chunks(path, 2))
+    assert [list(c.columns) for c in chunks] == [["user_id", "tags", "city", "_row", "_input_error"]] * 2
+    frame = pd.concat(chunks, ignore_index=True)
+    assert frame.user_id.tolist()[0] == "u1" and frame.tags[0] == "[1]" and frame.city[2] == "Rome"
     assert frame._input_error[1].startswith("users.jsonl row 2 (line 2): invalid JSON")
+
+
+def test_header_only_file_gives_one_empty_chunk_with_the_columns(tmp_path):
+    path = tmp_path / "users.csv"
+    path.write_text("user_id,city\n")
+    chunks = list(read_chunks(path, 10, required=("user_id",)))
+    assert len(chunks) == 1 and chunks[0].empty and list(chunks[0].columns)[:2] == ["user_id", "city"]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx", ".parquet", ".jsonl"])
