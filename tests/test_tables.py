@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from openpyxl import Workbook
 
-from tasks.tables import InputError, OutputWriter, read_chunks
+from tasks.tables import InputError, OutputWriter, count_rows, read_chunks
 
 
 def rows_of(path, size=2, **kwargs):
@@ -58,6 +58,15 @@ def test_xlsx_finds_the_sheet_with_the_required_columns(tmp_path):
         rows_of(path, required=("card",))
     with pytest.raises(InputError, match=r"no sheet 'Usres'; sheets are \['Notes', 'Users'\]"):
         rows_of(path, sheet="Usres")
+
+
+def test_broken_xlsx_is_a_clear_error(tmp_path):
+    path = tmp_path / "users.xlsx"
+    path.write_bytes(b"this is no spreadsheet")
+    with pytest.raises(InputError, match="users.xlsx: not a readable xlsx file"):
+        count_rows(path)
+    with pytest.raises(InputError, match="users.xlsx: not a readable xlsx file"):
+        rows_of(path)
 
 
 def test_jsonl_bad_line_is_a_row_error_and_every_chunk_has_every_key(tmp_path):
