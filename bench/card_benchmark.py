@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="200000,2000000", help="row counts for memory")
     args = parser.parse_args()
     os.environ["CARD_API_KEY"] = KEY
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the emulator and server on kill
     directory = Path(tempfile.mkdtemp(prefix="bench-cards-"))
     with local_prefect_server():
         if args.part in ("emulator", "all"):

@@ -58,18 +58,19 @@ class ApiFaults:
 
     def __init__(self, name: str, initial: dict[str, Any] | None = None):
         self.name, self.initial = name, dict(initial or {})
+        self.generation = self.in_flight = 0  # in_flight is a live gauge: a reset leaves it alone
         self.reset()
 
     def reset(self) -> None:
         """Forget every request and go back to the settings given at start-up."""
         self.settings = Settings()
         self.settings.update(self.initial)
+        self.generation += 1  # answers to requests from before a reset are not counted
         self.started = time.monotonic()
         self.arrivals = array("d")  # monotonic arrival time of every request
         self.statuses: Counter[int] = Counter()
         self.by_key: Counter[str] = Counter()  # every request, per key (e.g. user_id)
         self.ok_by_key: Counter[str] = Counter()  # 2xx answers per key
-        self.in_flight = 0
         self.max_in_flight = 0
         self.hangs = 0
         self._admitted: deque[float] = deque()
@@ -125,7 +126,9 @@ class ApiFaults:
         seconds = max(1, math.ceil(wait))
         return Rejection(429, {"error": "rate_limited", "detail": detail}, {"Retry-After": str(seconds)})
 
-    def record(self, key: str | None, status: int) -> None:
+    def record(self, key: str | None, status: int, generation: int) -> None:
+        if generation != self.generation:
+            return
         self.statuses[status] += 1
         if key is not None and 200 <= status < 300:
             self.ok_by_key[key] += 1

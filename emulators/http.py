@@ -15,6 +15,7 @@ async def guarded(
     answer: Callable[[], Awaitable[tuple[int, Any]]],
 ) -> Response:
     """Run the fault gate, then `answer()` -> (status, JSON body); record the outcome."""
+    generation = faults.generation
     faults.in_flight += 1
     faults.max_in_flight = max(faults.max_in_flight, faults.in_flight)
     try:
@@ -26,5 +27,5 @@ async def guarded(
         response = JSONResponse(rejection.body, status_code=status, headers=rejection.headers)
     finally:
         faults.in_flight -= 1
-    faults.record(key, status)
+    faults.record(key, status, generation)
     return response

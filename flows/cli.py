@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 from contextlib import nullcontext
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     cards.add_argument("--limit", type=int, help="process only the first N rows (a test-size run)")
 
     args = parser.parse_args(argv)
+    # SIGTERM (a cancelled deployment run, a CI timeout) unwinds like Ctrl+C: emulators and a
+    # Prefect server started here are stopped, nothing is left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     from tasks.http import FatalError
     from tasks.progress import enable_terminal_bar
     from tasks.runners import is_dask, local_prefect_server
