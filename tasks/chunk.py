@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import pandas as pd
+import uvloop
 from prefect import task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 
@@ -159,13 +160,8 @@ def process_chunk(chunk: ChunkRef, job: Job, abort_file: str) -> dict[str, Any]:
 
 
 def _run(coroutine):
-    try:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(coroutine)
-    except ImportError:
-        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # uvloop: less CPU per request
+        return runner.run(coroutine)
 
 
 def input_problem(row: dict, job: Job, duplicates: dict[int, int], source: str) -> str:

@@ -87,6 +87,9 @@ def local_prefect_server(port: int = 0, timeout: float = 120.0) -> Iterator[str]
             else:
                 os.environ["PREFECT_API_URL"] = previous
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # send buffered logs while the server is still there
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(20)

@@ -63,6 +63,24 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def latest_run_artifacts() -> dict[str, object]:
+    """Artifact key -> data, for the most recent flow run on the session's Prefect server."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def read():
+        async with get_client() as client:
+            run = (await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1, offset=0))[0]
+            artifacts = await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])), limit=50, offset=0)
+            return {a.key: a.data for a in artifacts}
+
+    return asyncio.run(read())
+
+
 def read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix
     if suffix == ".parquet":

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import API_KEY, read_table, write_config
+from conftest import latest_run_artifacts, read_table, write_config
 from emulators.cards import recommend
 from flows.card_recommendations import card_recommendations, user_profile
 from tasks.samples import write_users
@@ -44,6 +44,12 @@ def test_order_and_completeness_with_chunks_finishing_out_of_order(workspace, em
     last = [json.loads(line)["row"] for line in journals[-1].read_text().splitlines()]
     assert min(last) == 1  # the journal finished last holds rows 1..100: chunk 0 ended after the others
     assert emulator.stats("cards")["ok_keys"] == 1000
+    artifacts = latest_run_artifacts()
+    assert artifacts["card-recommendations-progress"] == 100.0
+    summary = artifacts["card-recommendations-summary"]
+    for line in ("| rows | 1,000 |", "| ok | 1,000 |", "| failed | 0 |", "| requests sent | 1,000 |",
+                 "| chunks (cached from an earlier run) | 10 (0) |", f"`{workspace / 'out.csv'}`"):
+        assert line in summary
 
 
 @pytest.mark.parametrize("runner", ["thread", "dask"])
