@@ -21,6 +21,13 @@ _STALE_AFTER = 3600.0  # a slot this far ahead can only come from a clock jump: 
 _MAX_RESLOTS = 4  # after this many late wake-ups in a row, send anyway
 
 
+def default_headroom(per_second: float, jitter: float = 0.05) -> float:
+    """The share of the limit to aim at so that arrivals `jitter` seconds late, plus one, still fit
+    in any window holding >= 20 requests (1 s at 20/s and up): 0.93 at 50/s, 0.95 from ~500/s."""
+    window = max(1.0, 20.0 / per_second)
+    return min(0.95, (1 - 1 / (per_second * window)) / (1 + jitter / window))
+
+
 def limiter_path(state_dir: str | os.PathLike, api_id: str) -> Path:
     """The shared state file for one API (identified e.g. by its base URL)."""
     digest = hashlib.sha256(api_id.encode()).hexdigest()[:16]
@@ -30,14 +37,15 @@ def limiter_path(state_dir: str | os.PathLike, api_id: str) -> Path:
 class RateLimiter:
     """`await limiter.acquire()` before each request; `limiter.pause(seconds)` after a 429."""
 
-    def __init__(self, path: str | os.PathLike, per_second: float, headroom: float = 0.95):
+    def __init__(self, path: str | os.PathLike, per_second: float, headroom: float | None = None):
         if per_second <= 0:
             raise ValueError("rate limit must be positive")
+        headroom = headroom or default_headroom(per_second)
         if not 0 < headroom <= 1:
             raise ValueError("headroom must be in (0, 1]")
         self.path = Path(path)
         self.interval = 1.0 / (per_second * headroom)
-        self.tolerance = max(2 * self.interval, 0.005)  # how late after its slot a sender may still go
+        self.tolerance = max(self.interval, 0.02)  # how late after its slot a sender may still go
         self.reslotted = 0  # late wake-ups that took a fresh slot
         self._fd: int | None = None
         self._thread_lock = threading.Lock()
