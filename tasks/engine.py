@@ -134,6 +134,72 @@ def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
     return counts, reasons
 
 
+@dataclasses.dataclass
+class Tally:
+    """What the chunk tasks reported: summaries, failures, this run's HTTP figures."""
+
+    summaries: dict[int, dict] = dataclasses.field(default_factory=dict)
+    chunk_errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    stats: CallStats = dataclasses.field(default_factory=CallStats)
+    workers: Counter = dataclasses.field(default_factory=Counter)
+    cached: int = 0
+    passes: int = 0
+    fatal: FatalError | None = None
+
+    def take(self, future, index: int, progress: Progress) -> None:
+        try:
+            summary = future.result()
+        except FatalError as error:
+            self.fatal = error
+            return
+        except Exception as error:
+            self.chunk_errors[index] = f"{type(error).__name__}: {error}"[:300]
+            return
+        self.chunk_errors.pop(index, None)
+        if future.state.name == "Cached":
+            self.cached += 1
+            progress.baseline += summary["done"]
+        else:
+            self.stats.add(summary["stats"])
+            self.workers[summary["worker"]] += 1
+        self.summaries[index] = summary
+        progress.update(sum(s["done"] for s in self.summaries.values()))
+
+    def unfinished(self, job: Job, chunks: list[ChunkRef]) -> list[ChunkRef]:
+        """Chunks to run again: failed, with transient row failures, or cached but journal deleted."""
+        return [c for c in chunks if c.index not in self.summaries or self.summaries[c.index]["retryable"]
+                or not job.journal_path(c).exists()]
+
+
+def run_chunks(job: Job, chunks: list[ChunkRef], runner: str, workers: int | None, retry_passes: int,
+               progress: Progress) -> Tally:
+    """Map the chunk task over the chunks, then follow-up passes for what did not finish."""
+    tally = Tally()
+    abort_file = Path(job.work_dir) / "aborts" / uuid.uuid4().hex
+    abort_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with make_task_runner(runner, workers) as task_runner:
+            pending = chunks
+            while pending and tally.passes <= retry_passes and tally.fatal is None:
+                tally.passes += 1
+                task = process_chunk if tally.passes == 1 else process_chunk.with_options(refresh_cache=True)
+                if tally.passes > 1:
+                    retryable = sum(tally.summaries.get(c.index, {}).get("retryable", c.rows) for c in pending)
+                    progress.logger.info(f"{job.name}: follow-up pass for {retryable:,} rows in {len(pending)} chunks")
+                futures = task_runner.map(task, {"chunk": pending, "job": unmapped(job),
+                                                 "abort_file": unmapped(str(abort_file))})
+                index_of = {id(f): c.index for f, c in zip(futures, pending)}
+                for future in as_completed(list(futures)):
+                    tally.take(future, index_of[id(future)], progress)
+                pending = tally.unfinished(job, chunks)
+    finally:
+        progress.close()
+        abort_file.unlink(missing_ok=True)
+    if tally.fatal is not None:
+        raise tally.fatal
+    return tally
+
+
 def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_size: int = 200,
             runner: str = "thread", workers: int | None = None, limit: int | None = None,
             required: tuple[str, ...] = (), sheet: str | None = None, encoding: str = "utf-8-sig",
@@ -150,73 +216,30 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
     logger.info(f"{job.name}: {total_rows:,} rows from {input_path} in {len(chunks)} chunks "
                 f"(staged in {staged_at - started:.1f} s), runner {runner}, {job.concurrency} rows in flight per chunk")
     progress = Progress(job.name, total_rows, logger)
-    abort_file = Path(job.work_dir) / "aborts" / uuid.uuid4().hex
-    abort_file.parent.mkdir(parents=True, exist_ok=True)
-    summaries: dict[int, dict] = {}
-    chunk_errors: dict[int, str] = {}
-    stats, cached, passes, workers_used = CallStats(), 0, 0, Counter()
-    fatal: FatalError | None = None
-    try:
-        with make_task_runner(runner, workers) as task_runner:
-            pending = chunks
-            for passes in range(1, retry_passes + 2):
-                task = process_chunk if passes == 1 else process_chunk.with_options(refresh_cache=True)
-                futures = task_runner.map(task, {"chunk": pending, "job": unmapped(job),
-                                                 "abort_file": unmapped(str(abort_file))})
-                index_of = {id(f): c.index for f, c in zip(futures, pending)}
-                for future in as_completed(list(futures)):
-                    index = index_of[id(future)]
-                    try:
-                        summary = future.result()
-                    except FatalError as error:
-                        fatal = error
-                        continue
-                    except Exception as error:
-                        chunk_errors[index] = f"{type(error).__name__}: {error}"[:300]
-                        continue
-                    chunk_errors.pop(index, None)
-                    if future.state.name == "Cached":
-                        cached += 1
-                        progress.baseline += summary["done"]
-                    else:
-                        stats.add(summary["stats"])
-                        workers_used[summary["worker"]] += 1
-                    summaries[index] = summary
-                    progress.update(sum(s["done"] for s in summaries.values()))
-                if fatal is not None:
-                    break
-                pending = [c for c in chunks if c.index not in summaries or summaries[c.index]["retryable"]
-                           or not job.journal_path(c).exists()]  # a cached chunk whose journal was deleted
-                if not pending or passes > retry_passes:
-                    break
-                retryable = sum(summaries[c.index]["retryable"] if c.index in summaries else c.rows for c in pending)
-                logger.info(f"{job.name}: follow-up pass for {retryable:,} rows in {len(pending)} chunks")
-    finally:
-        progress.close()
-        abort_file.unlink(missing_ok=True)
-    if fatal is not None:
-        raise fatal
-    counts, reasons = assemble_output(job, chunks, output_path, chunk_errors)
+    tally = run_chunks(job, chunks, runner, workers, retry_passes, progress)
+    processed_at = time.monotonic()
+    counts, reasons = assemble_output(job, chunks, output_path, tally.chunk_errors)
     progress.update(total_rows, final=True)
     seconds = time.monotonic() - started
-    processed = sum(s.get("processed", 0) for s in summaries.values())
+    processed = sum(s.get("processed", 0) for s in tally.summaries.values())
+    stats = tally.stats
     figures = {
         "output": str(output_path), "rows": total_rows, "ok": counts["ok"], "failed": counts["failed"],
-        "chunks": len(chunks), "chunks_cached": cached, "passes": passes,
+        "chunks": len(chunks), "chunks_cached": tally.cached, "passes": tally.passes,
         "requests": stats.requests, "retries": stats.retries, "http_429": stats.throttled,
         "http_5xx": stats.server_errors, "timeouts": stats.timeouts, "connection_errors": stats.connection_errors,
         "wall_seconds": round(seconds, 2), "rows_per_second": round(total_rows / seconds, 1) if seconds else 0.0,
-        "processing_rows_per_second": round(processed / (time.monotonic() - staged_at), 1),
-        "failure_reasons": dict(reasons.most_common(20)), "chunks_per_worker": dict(workers_used),
+        "processing_rows_per_second": round(processed / max(processed_at - staged_at, 1e-9), 1),
+        "failure_reasons": dict(reasons.most_common(20)), "chunks_per_worker": dict(tally.workers),
     }
     publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
         "output": f"`{output_path}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
-        "failed": f"{counts['failed']:,}", "chunks (cached from an earlier run)": f"{len(chunks)} ({cached})",
-        "passes": passes, "requests sent": f"{stats.requests:,}", "retries": f"{stats.retries:,}",
+        "failed": f"{counts['failed']:,}", "chunks (cached from an earlier run)": f"{len(chunks)} ({tally.cached})",
+        "passes": tally.passes, "requests sent": f"{stats.requests:,}", "retries": f"{stats.retries:,}",
         "429 answers": f"{stats.throttled:,}", "5xx answers": f"{stats.server_errors:,}",
         "timeouts": f"{stats.timeouts:,}", "connection errors": f"{stats.connection_errors:,}",
         "throughput": f"{figures['rows_per_second']:,} rows/s", "wall time": duration(seconds),
-        "chunks run per worker": ", ".join(f"{w} {n}" for w, n in workers_used.items()) or "-",
+        "chunks run per worker": ", ".join(f"{w} {n}" for w, n in tally.workers.items()) or "-",
     }, dict(reasons.most_common(20))))
     logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['failed']:,} failed of {total_rows:,} rows "
                 f"in {duration(seconds)}; output {output_path}")
