@@ -9,6 +9,7 @@ same input shows finished chunks as Cached and never calls the API for them agai
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import json
@@ -65,7 +66,7 @@ class Job:
     version: str = "1"  # bump when the same input should give a different answer
     concurrency: int = 50  # rows in flight inside one chunk
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """What changes the answer: the workload, its code and where it sends requests."""
         parts = [self.name, self.version, inspect.getsource(self.handler), *(a.base_url for a in self.apis)]
