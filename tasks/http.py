@@ -150,7 +150,7 @@ class ApiClient:
                 tries = attempts + throttled
                 raise RowError(f"gave up after {tries} attempts: {problem}", retryable=True)
             self.stats.retries += 1
-            await asyncio.sleep(wait if wait is not None else self.retry.backoff(max(attempts, 1)))
+            await asyncio.sleep(wait if wait is not None else self.retry.backoff(attempts + throttled))
 
     async def _attempt(self, method: str, url: str, kwargs: dict) -> tuple[httpx.Response | str, float | None]:
         """One try: (response, None) when done, or (problem text, seconds to wait or None)."""

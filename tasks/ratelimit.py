@@ -46,10 +46,8 @@ class RateLimiter:
         self.path = Path(path)
         self.interval = 1.0 / (per_second * headroom)
         self.tolerance = max(self.interval, 0.02)  # how late after its slot a sender may still go
-        self.reslotted = 0  # late wake-ups that took a fresh slot
         self._fd: int | None = None
         self._thread_lock = threading.Lock()
-        self.waited = 0.0  # seconds spent waiting for slots, for the run summary
 
     def _open(self) -> int:
         if self._fd is None:
@@ -94,23 +92,11 @@ class RateLimiter:
             slot = self.reserve()
             wait = slot - time.time()
             if wait > 0:
-                self.waited += wait
                 await asyncio.sleep(wait)
             if time.time() - slot <= self.tolerance:
                 return
-            self.reslotted += 1
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-    def __getstate__(self):
-        """Picklable for Dask: the file descriptor and lock are re-created in the worker."""
-        state = self.__dict__.copy()
-        state["_fd"], state["_thread_lock"] = None, None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._thread_lock = threading.Lock()
