@@ -227,7 +227,6 @@ class AbortFlag:
 async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicates: dict[int, int],
                         source: str, abort_file: str) -> CallStats:
     journal, abort = JournalWriter(journal_path), AbortFlag(abort_file)
-    gate = asyncio.Semaphore(job.concurrency)
     clients = {api.name: api.client(job.concurrency, job.work_dir) for api in job.apis}
 
     async def one(row: dict) -> None:
@@ -235,30 +234,35 @@ async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicat
         problem = input_problem(row, job, duplicates, source)
         if problem:
             return journal.add({"row": number, "status": "failed", "error": problem, "retryable": False})
-        async with gate:
-            abort.raise_if_set()
-            try:
-                result = await job.handler({k: v for k, v in row.items() if not k.startswith("_")}, clients)
-                record = {"row": number, "status": "ok", "error": "", "result": result}
-            except RowError as error:
-                text = f"{source} row {number}, {error}" if error.bad_input else str(error)
-                record = {"row": number, "status": "failed", "error": text, "retryable": error.retryable}
-            except FatalError as error:
-                abort.set(str(error))
-                raise
-            except Exception as error:  # a bug or an unexpected answer: the row fails, the chunk goes on
-                record = {"row": number, "status": "failed", "error": f"{type(error).__name__}: {error}"[:500],
-                          "retryable": False}
+        abort.raise_if_set()
+        try:
+            result = await job.handler({k: v for k, v in row.items() if not k.startswith("_")}, clients)
+            record = {"row": number, "status": "ok", "error": "", "result": result}
+        except RowError as error:
+            text = f"{source} row {number}, {error}" if error.bad_input else str(error)
+            record = {"row": number, "status": "failed", "error": text, "retryable": error.retryable}
+        except FatalError as error:
+            abort.set(str(error))
+            raise
+        except Exception as error:  # a bug or an unexpected answer: the row fails, the chunk goes on
+            record = {"row": number, "status": "failed", "error": f"{type(error).__name__}: {error}"[:500],
+                      "retryable": False}
         journal.add(record)
+
+    queue = iter(rows)
+
+    async def worker() -> None:  # `concurrency` workers share one iterator: each row is taken once
+        for row in queue:
+            await one(row)
 
     flusher = asyncio.create_task(journal.flush_periodically())
     try:
         for client in clients.values():
             await client.__aenter__()
         try:
-            async with asyncio.TaskGroup() as group:
-                for row in rows:
-                    group.create_task(one(row))
+            async with asyncio.TaskGroup() as group:  # tasks per worker, not per row: memory stays flat
+                for _ in range(min(job.concurrency, len(rows))):
+                    group.create_task(worker())
         except* FatalError as errors:
             raise errors.exceptions[0] from None
     finally:
