@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from emulators import cards
+from emulators import cards, chat, claude, serper
 from emulators.faults import ApiFaults
 
-API_MODULES = [cards]
+API_MODULES = [cards, serper, chat, claude]
 
 
 def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:

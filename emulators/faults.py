@@ -24,12 +24,14 @@ class Settings:
     latency_spread: float = 0.0  # uniform: +/- spread; lognormal: sigma
     rate_limit: int | None = None  # admitted requests per rate_window, 429 beyond
     rate_window: float = 1.0  # seconds: 1 for per-second, 60 for per-minute limits
+    token_limit: int | None = None  # admitted tokens per rate_window (LLM APIs), 429 beyond
     error_rate: float = 0.0  # probability of an injected 5xx
     error_statuses: list[int] = field(default_factory=lambda: [500, 502, 503])
     throttle_rate: float = 0.0  # probability of a spurious 429
     storm_period: float = 0.0  # every storm_period seconds ...
     storm_duration: float = 0.0  # ... all requests get 429 for storm_duration seconds
     retry_after: float = 1.0  # Retry-After sent with injected 429s
+    empty_rate: float = 0.0  # LLM APIs: probability of an empty completion
     hang_rate: float = 0.0  # probability that a request never answers (until hang_seconds)
     hang_seconds: float = 600.0
     slow_keys: list[str] = field(default_factory=list)  # keys (e.g. user_ids) answered after slow_latency
@@ -68,12 +70,14 @@ class ApiFaults:
         self.generation += 1  # answers to requests from before a reset are not counted
         self.started = time.monotonic()
         self.arrivals = array("d")  # monotonic arrival time of every request
+        self.tokens = array("q")  # tokens each request asked for (LLM APIs), aligned with arrivals
         self.statuses: Counter[int] = Counter()
         self.by_key: Counter[str] = Counter()  # every request, per key (e.g. user_id)
         self.ok_by_key: Counter[str] = Counter()  # 2xx answers per key
         self.max_in_flight = 0
         self.hangs = 0
         self._admitted: deque[float] = deque()
+        self._admitted_tokens: deque[tuple[float, int]] = deque()
         self._rng = random.Random(self.settings.seed)
 
     def configure(self, changes: dict[str, Any]) -> None:
@@ -81,10 +85,11 @@ class ApiFaults:
         if "seed" in changes:
             self._rng = random.Random(self.settings.seed)
 
-    async def gate(self, key: str | None, api_key: str | None) -> None:
-        """Account for a request, then apply auth, rate limit and injected faults (may raise Rejection)."""
+    async def gate(self, key: str | None, api_key: str | None, tokens: int = 0) -> None:
+        """Account for a request, then apply auth, rate limits and injected faults (may raise Rejection)."""
         now = time.monotonic()
         self.arrivals.append(now)
+        self.tokens.append(tokens)
         if key is not None:
             self.by_key[key] += 1
         s = self.settings
@@ -99,6 +104,14 @@ class ApiFaults:
             if len(window) >= s.rate_limit:
                 raise self._too_many(window[0] + s.rate_window - now, "Rate limit exceeded")
             window.append(now)
+        if s.token_limit is not None:
+            used = self._admitted_tokens
+            while used and used[0][0] <= now - s.rate_window:
+                used.popleft()
+            if sum(n for _, n in used) + tokens > s.token_limit:
+                wait = (used[0][0] + s.rate_window - now) if used else s.rate_window
+                raise self._too_many(wait, "Token rate limit exceeded")
+            used.append((now, tokens))
         rng = self._rng
         if s.throttle_rate and rng.random() < s.throttle_rate:
             raise self._too_many(s.retry_after, "Too many requests")
@@ -112,6 +125,16 @@ class ApiFaults:
         if s.error_rate and rng.random() < s.error_rate:
             status = rng.choice(s.error_statuses)
             raise Rejection(status, {"error": "server_error", "detail": f"injected {status}"})
+
+    def remaining(self) -> tuple[int | None, int | None]:
+        """Requests and tokens still admitted in the current window (None where unlimited)."""
+        s = self.settings
+        requests = None if s.rate_limit is None else max(0, s.rate_limit - len(self._admitted))
+        tokens = None if s.token_limit is None else max(0, s.token_limit - sum(n for _, n in self._admitted_tokens))
+        return requests, tokens
+
+    def chance(self, probability: float) -> bool:
+        return bool(probability) and self._rng.random() < probability
 
     def _latency(self) -> float:
         s, rng = self.settings, self._rng
@@ -133,13 +156,18 @@ class ApiFaults:
         if key is not None and 200 <= status < 300:
             self.ok_by_key[key] += 1
 
-    def max_in_window(self, window: float = 1.0) -> int:
-        """Most requests that arrived within any `window` seconds (half-open)."""
-        times, best, lo = sorted(self.arrivals), 0, 0
+    def max_in_window(self, window: float = 1.0, weights: array | None = None) -> int:
+        """Most requests (or tokens, with `weights`) that arrived within any `window` seconds."""
+        order = sorted(range(len(self.arrivals)), key=self.arrivals.__getitem__)
+        times = [self.arrivals[i] for i in order]
+        sizes = [weights[i] for i in order] if weights is not None else [1] * len(order)
+        best = total = lo = 0
         for hi, t in enumerate(times):
+            total += sizes[hi]
             while times[lo] <= t - window:
+                total -= sizes[lo]
                 lo += 1
-            best = max(best, hi - lo + 1)
+            best = max(best, total)
         return best
 
     def stats(self) -> dict[str, Any]:
@@ -151,6 +179,8 @@ class ApiFaults:
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "max_1s": self.max_in_window(1.0),
             "max_60s": self.max_in_window(60.0),
+            "tokens": sum(self.tokens),
+            "max_tokens_60s": self.max_in_window(60.0, self.tokens),
             "span_seconds": round(span, 3),
             "distinct_keys": len(self.by_key),
             "repeated_keys": {k: n for k, n in self.by_key.items() if n > 1},

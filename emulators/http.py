@@ -13,18 +13,29 @@ async def guarded(
     key: str | None,
     api_key: str | None,
     answer: Callable[[], Awaitable[tuple[int, Any]]],
+    tokens: int = 0,
+    error_body: Callable[[int, Any], Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    """Run the fault gate, then `answer()` -> (status, JSON body); record the outcome."""
+    """Run the fault gate, then `answer()` -> (status, JSON body); record the outcome.
+
+    `error_body(status, generic_body)` lets an API answer failures in its own error shape;
+    `headers` are added to every answer (e.g. rate-limit headers)."""
     generation = faults.generation
     faults.in_flight += 1
     faults.max_in_flight = max(faults.max_in_flight, faults.in_flight)
     try:
-        await faults.gate(key, api_key)
+        try:
+            await faults.gate(key, api_key, tokens)
+        except Rejection as injected:  # the gate's generic body, in this API's error shape
+            if error_body is not None:
+                injected.body = error_body(injected.status, injected.body)
+            raise
         status, body = await answer()
-        response = JSONResponse(body, status_code=status)
+        response = JSONResponse(body, status_code=status, headers=headers)
     except Rejection as rejection:
         status = rejection.status
-        response = JSONResponse(rejection.body, status_code=status, headers=rejection.headers)
+        response = JSONResponse(rejection.body, status_code=status, headers={**(headers or {}), **rejection.headers})
     finally:
         faults.in_flight -= 1
     faults.record(key, status, generation)
