@@ -130,4 +130,5 @@ def test_faults_storms_and_hangs_are_survived_and_counted(workspace, emulator):
     assert len(out) == 500 and (out.status == "ok").all()
     assert figures["retries"] > 50 and figures["http_5xx"] > 20
     assert figures["http_429"] > 0 and figures["timeouts"] > 0
-    assert figures["requests"] == 500 + figures["retries"]
+    assert figures["requests"] == emulator.stats("cards")["total"]  # the summary counts what was really sent
+    assert figures["requests"] >= 500 + figures["retries"]  # more if a row needed the follow-up pass
