@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from emulators.faults import ApiFaults, Rejection
-from emulators.http import guarded
+from emulators.http import guarded, json_body
 
 NAME = "cards"
 
@@ -73,11 +73,7 @@ def recommend(profile: dict[str, Any]) -> dict[str, Any]:
 
 def routes(faults: ApiFaults) -> list[Route]:
     async def recommendations(request: Request):
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
+        body = await json_body(request)
         key = str(body.get("user_id")) if isinstance(body, dict) and "user_id" in body else None
 
         async def answer():

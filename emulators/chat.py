@@ -1,7 +1,6 @@
 """OpenAI-compatible chat completions (Groq, OpenAI, vLLM): /v1/... and Groq's /openai/v1/..."""
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -9,7 +8,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from emulators.faults import ApiFaults, Rejection
-from emulators.http import guarded
+from emulators.http import bearer_key, guarded, json_body, json_object
 from emulators.llm import count_tokens, flatten, reply_to
 
 NAME = "chat"
@@ -28,15 +27,11 @@ def _invalid(message: str, code: str | None = None) -> Rejection:
 
 def routes(faults: ApiFaults) -> list[Route]:
     async def completions(request: Request):
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            body = {}
-        messages = body.get("messages") if isinstance(body, dict) else None
+        body = json_object(await json_body(request))
+        messages = body.get("messages")
         prompt = " ".join(flatten(m.get("content")) for m in messages or [] if isinstance(m, dict))
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1024)
         tokens_in = count_tokens(prompt)
-        auth = request.headers.get("authorization", "")
         requests_left, tokens_left = faults.remaining()
         settings = faults.settings
         headers = {"x-request-id": f"req_{uuid.uuid4().hex[:20]}"}
@@ -66,8 +61,7 @@ def routes(faults: ApiFaults) -> list[Route]:
                           "total_tokens": tokens_in + tokens_out},
             }
 
-        key = auth[7:] if auth.lower().startswith("bearer ") else None
-        return await guarded(faults, None, key, answer, tokens=tokens_in + max_tokens,
+        return await guarded(faults, None, bearer_key(request), answer, tokens=tokens_in + max_tokens,
                              error_body=openai_error, headers=headers)
 
     return [Route(path, completions, methods=["POST"])

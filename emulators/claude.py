@@ -1,14 +1,13 @@
 """Anthropic Messages API: POST /v1/messages with x-api-key and anthropic-version."""
 from __future__ import annotations
 
-import json
 import uuid
 
 from starlette.requests import Request
 from starlette.routing import Route
 
 from emulators.faults import ApiFaults, Rejection
-from emulators.http import guarded
+from emulators.http import bearer_key, guarded, json_body, json_object
 from emulators.llm import count_tokens, flatten, reply_to
 
 NAME = "anthropic"
@@ -29,11 +28,7 @@ def _invalid(message: str) -> Rejection:
 
 def routes(faults: ApiFaults) -> list[Route]:
     async def messages(request: Request):
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            body = {}
-        body = body if isinstance(body, dict) else {}
+        body = json_object(await json_body(request))
         turns = body.get("messages")
         prompt = " ".join([flatten(body.get("system"))] +
                           [flatten(m.get("content")) for m in turns or [] if isinstance(m, dict)])
@@ -68,8 +63,7 @@ def routes(faults: ApiFaults) -> list[Route]:
                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
             }
 
-        auth = request.headers.get("authorization", "")  # anthropic SDK 2.x sends the key as a bearer token
-        key = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
+        key = request.headers.get("x-api-key") or bearer_key(request)  # anthropic SDK 2.x sends a bearer token
         return await guarded(faults, None, key, answer,
                              tokens=tokens_in + (max_tokens if isinstance(max_tokens, int) else 0),
                              error_body=anthropic_error, headers=headers)

@@ -1,8 +1,10 @@
 """Response plumbing shared by the emulated APIs: fault gate, accounting, JSON answers."""
 from __future__ import annotations
 
+import json
 from typing import Any, Awaitable, Callable
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from emulators.faults import ApiFaults, Rejection
@@ -40,3 +42,20 @@ async def guarded(
         faults.in_flight -= 1
     faults.record(key, status, generation)
     return response
+
+
+async def json_body(request: Request) -> Any:
+    """The parsed JSON body, or None when it is not JSON."""
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
+def json_object(body: Any) -> dict:
+    return body if isinstance(body, dict) else {}
+
+
+def bearer_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    return auth[7:] if auth.lower().startswith("bearer ") else None

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from starlette.requests import Request
 from starlette.routing import Route
 
 from emulators.faults import ApiFaults, Rejection
-from emulators.http import guarded
+from emulators.http import guarded, json_body, json_object
 
 NAME = "serper"
 
@@ -47,11 +46,8 @@ def serper_error(status: int, body) -> dict:
 
 def routes(faults: ApiFaults) -> list[Route]:
     async def search(request: Request):
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            body = None
-        query = body.get("q") if isinstance(body, dict) else None
+        body = json_object(await json_body(request))
+        query = body.get("q")
 
         async def answer():
             if not isinstance(query, str) or not query.strip():

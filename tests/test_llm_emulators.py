@@ -50,6 +50,7 @@ def test_chat_token_limit_context_length_and_empty_completions(emulator):
     too_long = httpx.post(url, json={**message, "messages": [{"role": "user", "content": "x" * 600_000}]})
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
     assert emulator.stats("chat")["max_tokens_60s"] >= 400
+    assert httpx.post(url, json=[message]).status_code == 400  # a JSON list is a bad request, not a crash
 
 
 def test_anthropic_sdk_talks_to_the_emulator(emulator):
