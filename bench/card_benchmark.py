@@ -4,6 +4,7 @@
   python bench/card_benchmark.py oldway   # (b) 2 000 rows, 1 s latency, no limit: flow vs ThreadPoolExecutor(20)
   python bench/card_benchmark.py memory   # (c) peak RSS at 200 K and 2 M rows, emulator at full speed
   python bench/card_benchmark.py emulator # what the emulator sustains (so it is not the bottleneck)
+  python bench/card_benchmark.py kill     # SIGKILL mid-run, rerun: requests repeated for rows already done
 
 Prefect runs against a local `prefect server start` (started here), so server start-up is not timed.
 """
@@ -129,6 +130,29 @@ def bench_memory(directory: Path, sizes: list[int]) -> None:
             emulator.reset()
 
 
+def bench_kill(directory: Path, rows: int = 20_000) -> None:
+    """Kill the CLI with SIGKILL halfway, rerun it, count 2xx answers the API gave twice for one user."""
+    users = write_users(directory / "users-kill.csv", rows)
+    with Emulator({"cards": {"latency": 0.05, "api_key": KEY}}) as emulator:
+        config = config_file(directory, emulator.url, concurrency=100, rate_limit_per_minute=None, chunk_size=500)
+        env = {**os.environ, "CARD_API_KEY": KEY, "BATCHFLOWS_WORK_DIR": str(directory / "work-kill")}
+        command = [sys.executable, "-m", "flows.cli", "card-recommendations", str(users),
+                   "-o", str(directory / "out-kill.csv"), "--config", str(config)]
+        victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        while emulator.stats("cards")["ok_keys"] < rows // 2 and victim.poll() is None:
+            time.sleep(0.05)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        done = emulator.stats("cards")["ok_keys"]
+        started = time.monotonic()
+        rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+        seen = emulator.stats("cards")
+    print(f"kill: {rows:,} rows, concurrency 100, chunks of 500: killed after {done:,} answered; rerun exit "
+          f"{rerun.returncode} in {time.monotonic() - started:.1f} s; users answered twice: "
+          f"{len(seen['ok_repeated_keys']):,}; distinct users answered {seen['ok_keys']:,}")
+
+
 def bench_emulator(seconds: float = 10.0, connections: int = 100) -> None:
     """Requests/s the emulator answers with zero latency, driven by a client in another process."""
     with Emulator({"cards": {"api_key": KEY}}) as emulator:
@@ -152,7 +176,7 @@ asyncio.run(main())
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["rate", "oldway", "memory", "emulator", "all"])
+    parser.add_argument("part", choices=["rate", "oldway", "memory", "emulator", "kill", "all"])
     parser.add_argument("--rows", type=int, help="rows for rate (10 000) or oldway (2 000)")
     parser.add_argument("--runner", default="thread")
     parser.add_argument("--concurrency", type=int, default=500, help="flow concurrency for oldway")
@@ -168,6 +192,8 @@ def main() -> None:
             bench_rate(directory, args.rows or 10_000, args.runner)
         if args.part in ("oldway", "all"):
             bench_oldway(directory, args.rows or 2_000, args.concurrency)
+        if args.part in ("kill", "all"):
+            bench_kill(directory)
         if args.part in ("memory", "all"):
             bench_memory(directory, [int(n) for n in args.sizes.split(",")])
 

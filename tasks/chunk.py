@@ -2,8 +2,8 @@
 
 A chunk's journal (one JSON line per finished row, last line per row wins) is the row-level store:
 a crash loses only the requests in flight and the last 0.25 s of answers; a rerun or the follow-up
-pass processes only the rows that have no journal line yet or that failed transiently. The Prefect task result is a small
-summary; its cache key is the chunk's content digest + the job's fingerprint, so a rerun of the
+pass processes only the rows that have no journal line yet or that failed transiently. The Prefect
+task result is a small summary; its cache key is the chunk's content digest + the job's fingerprint, so a rerun of the
 same input shows finished chunks as Cached and never calls the API for them again.
 """
 from __future__ import annotations
