@@ -29,7 +29,8 @@ def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
         return JSONResponse({"ok": True, "apis": sorted(apis)})
 
     async def stats(request: Request):
-        return JSONResponse(lookup(request).stats())
+        window = float(request.query_params.get("window") or 0)
+        return JSONResponse(lookup(request).stats(window or None))
 
     async def configure(request: Request):
         faults = lookup(request)

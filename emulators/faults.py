@@ -170,10 +170,13 @@ class ApiFaults:
             best = max(best, total)
         return best
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, window: float | None = None) -> dict[str, Any]:
+        """Totals and maxima; with `window`, also the most requests and tokens in any `window` seconds."""
         arrivals = self.arrivals
         span = (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
-        return {
+        extra = {"max_window": self.max_in_window(window),
+                 "max_tokens_window": self.max_in_window(window, self.tokens)} if window else {}
+        return {**extra,
             "api": self.name,
             "total": len(arrivals),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections import Counter
 
 
 def count_tokens(text: str) -> int:
@@ -13,8 +14,8 @@ def count_tokens(text: str) -> int:
 
 def reply_to(prompt: str, max_tokens: int) -> tuple[str, bool]:
     """A deterministic one-line answer built from the prompt; (text, cut short by max_tokens)."""
-    names = re.findall(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)?\b", prompt)
-    subject = names[-1] if names else "your team"
+    names = Counter(re.findall(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b", prompt))  # "Acme Logistics"
+    subject = names.most_common(1)[0][0] if names else "your team"
     tag = hashlib.sha256(prompt.encode()).hexdigest()[:6]
     text = (f"Congratulations on the recent progress at {subject} — I would love to show you how teams like "
             f"yours cut manual work in half (ref {tag}).")

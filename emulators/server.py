@@ -70,8 +70,9 @@ class Emulator:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def stats(self, api: str) -> dict[str, Any]:
-        return self._control.get(f"/_emulator/{api}/stats").raise_for_status().json()
+    def stats(self, api: str, window: float | None = None) -> dict[str, Any]:
+        params = {"window": window} if window else {}
+        return self._control.get(f"/_emulator/{api}/stats", params=params).raise_for_status().json()
 
     def configure(self, api: str, **settings: Any) -> dict[str, Any]:
         return self._control.put(f"/_emulator/{api}/config", json=settings).raise_for_status().json()

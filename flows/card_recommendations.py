@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow
 
 from tasks.chunk import ApiSpec, Job
-from tasks.engine import run_job
+from tasks.engine import default_work_dir, run_job
 from tasks.http import ApiClient, RetryPolicy, RowError
 from tasks.secrets import resolve_secret
 
@@ -96,10 +96,6 @@ async def recommend_cards(row: dict[str, Any], clients: dict[str, ApiClient]) ->
     top = cards[0] if cards else {}
     return {"recommended_card": top.get("card_name"), "issuer": top.get("issuer"),
             "annual_savings": top.get("annual_savings"), "recommendations_json": json.dumps(cards)}
-
-
-def default_work_dir() -> str:
-    return os.environ.get("BATCHFLOWS_WORK_DIR") or str(Path.home() / ".batchflows")
 
 
 @flow(name="card-recommendations")

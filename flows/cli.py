@@ -21,6 +21,30 @@ def _card_recommendations(args) -> dict:
     )
 
 
+def _personalised_emails(args) -> dict:
+    from flows.personalised_emails import personalised_emails
+
+    path = lambda value: value and str(Path(value).resolve())  # noqa: E731
+    options = {name: getattr(args, name) for name in (
+        "provider", "model", "write", "limit", "runner", "workers", "llm_base_url", "llm_key_env",
+        "requests_per_minute", "tokens_per_minute", "max_tokens", "temperature", "search_key_env",
+        "searches_per_second") if getattr(args, name) is not None}
+    for name in ("concurrency", "chunk_size", "search_base_url"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    figures = personalised_emails(path(args.input), path(args.output), prompt_file=path(args.prompt_file),
+                                  system_file=path(args.system_file), prices_file=path(args.prices), **options)
+    research = figures["research"]
+    print(f"research: {research['keys']:,} companies, {research['cache_hits']:,} from the cache, "
+          f"{research['looked_up'] + research['lookups_failed']:,} searched")
+    if "cost_usd" in figures:
+        projected = f"; projected for all {figures['input_rows']:,} rows: ${figures['projected_cost_usd']:,.2f}" \
+            if "projected_cost_usd" in figures else ""
+        print(f"LLM: {figures['input_tokens']:,} tokens in, {figures['output_tokens']:,} out, "
+              f"${figures['cost_usd']:,.4f}{projected}")
+    return figures
+
+
 def _demo(args) -> dict:
     """Generate users, start the emulators, run card recommendations, print where the output is."""
     from emulators import Emulator
@@ -58,17 +82,40 @@ def main(argv: list[str] | None = None) -> int:
     cards.add_argument("--config", help="JSON or YAML config (api.base_url, api.api_key_env, processing...)")
     cards.set_defaults(run=_card_recommendations)
 
+    emails = commands.add_parser("personalised-emails", help="research + one LLM-written line per lead")
+    emails.add_argument("input", help="leads file with email, first_name, company and domain or website columns")
+    emails.add_argument("-o", "--output", required=True, help="output file: .csv, .xlsx, .parquet or .jsonl")
+    emails.add_argument("--provider", choices=("anthropic", "openai"), help="anthropic (default) or an "
+                        "OpenAI-compatible API (Groq, OpenAI, vLLM) given by --llm-base-url")
+    emails.add_argument("--model", help="model name (default: claude-haiku-5-5 / llama-3.3-70b-versatile)")
+    emails.add_argument("--prompt-file", help="user prompt template with {column} placeholders "
+                        "(plus {research_summary} and {domain})")
+    emails.add_argument("--system-file", help="system prompt template")
+    emails.add_argument("--write", choices=("line", "body"), help="an opening line (default) or an email body")
+    emails.add_argument("--llm-base-url", help="LLM endpoint (default: the provider's)")
+    emails.add_argument("--llm-key-env", help="env var with the LLM key (ANTHROPIC_API_KEY / OPENAI_API_KEY)")
+    emails.add_argument("--requests-per-minute", type=float, help="LLM request limit (default 50)")
+    emails.add_argument("--tokens-per-minute", type=float, help="LLM token limit (prompt + max_tokens per call)")
+    emails.add_argument("--max-tokens", type=int, help="per completion (default 120 for a line, 400 for a body)")
+    emails.add_argument("--temperature", type=float, help="default: the model's own")
+    emails.add_argument("--prices", help="JSON/YAML price table {model: {input, output}} in USD per million tokens")
+    emails.add_argument("--search-base-url", help="Serper endpoint (default https://google.serper.dev)")
+    emails.add_argument("--search-key-env", help="env var with the Serper key (default SERPER_API_KEY)")
+    emails.add_argument("--searches-per-second", type=float, help="Serper request limit (default 5)")
+    emails.set_defaults(run=_personalised_emails)
+
     demo = commands.add_parser("demo", help="run card recommendations on generated users against the emulators")
     demo.add_argument("--rows", type=int, default=3000)
     demo.add_argument("--dir", help="where to write the sample input and output (default: a new temp dir)")
     demo.set_defaults(run=_demo, limit=None, concurrency=None, chunk_size=None)
 
-    for sub in (cards, demo):
+    for sub in (cards, emails, demo):
         sub.add_argument("--runner", default="thread", help="thread (default), dask, or tcp://host:port of a Dask scheduler")
         sub.add_argument("--workers", type=int, help="chunks run at once (threads or Dask processes)")
-    cards.add_argument("--concurrency", type=int, help="requests in flight for the whole run")
-    cards.add_argument("--chunk-size", type=int, help="rows per Prefect task")
-    cards.add_argument("--limit", type=int, help="process only the first N rows (a test-size run)")
+    for sub in (cards, emails):
+        sub.add_argument("--concurrency", type=int, help="requests in flight for the whole run")
+        sub.add_argument("--chunk-size", type=int, help="rows per Prefect task")
+        sub.add_argument("--limit", type=int, help="process only the first N rows (a test-size run)")
 
     args = parser.parse_args(argv)
     # SIGTERM (a cancelled deployment run, a CI timeout) unwinds like Ctrl+C: emulators and a
@@ -89,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batchflows: error: {error}", file=sys.stderr)
         return 1
     failed = figures["failed"]
-    print(f"{figures['ok']:,} ok, {failed:,} failed (reasons in the 'error' column) of {figures['rows']:,} rows "
+    partial = f"{figures['partial']:,} partial, " if figures.get("partial") else ""
+    print(f"{figures['ok']:,} ok, {partial}{failed:,} failed (reasons in the 'error' column) of {figures['rows']:,} rows "
           f"in {figures['wall_seconds']} s -> {figures['output']}")
     return 0
 

@@ -40,36 +40,56 @@ class ApiSpec:
     base_url: str
     timeout: float = 30.0
     rate_per_second: float | None = None
+    tokens_per_second: float | None = None  # LLM APIs: each call is charged its estimated tokens
+    max_call_tokens: int = 1000  # the most one call may cost: the token limiter keeps that much spare
+    rate_window: float = 1.0  # the window the provider counts in: 60 for per-minute limits
+    limit_id: str = ""  # what shares one budget (default: the base URL)
     headers: dict[str, str] = field(default_factory=dict)
     secret_headers: dict[str, Secret] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    def limiter(self, state_dir: str, per_second: float | None, kind: str = "", burst: float = 1) -> RateLimiter | None:
+        if not per_second:
+            return None
+        path = limiter_path(state_dir, (self.limit_id or self.base_url) + kind)
+        return RateLimiter(path, per_second, window=self.rate_window, burst=burst)
+
     def client(self, concurrency: int, state_dir: str) -> ApiClient:
-        limiter = None
-        if self.rate_per_second:
-            limiter = RateLimiter(limiter_path(state_dir, self.base_url), self.rate_per_second)
         headers = {**self.headers, **{k: v.reveal() for k, v in self.secret_headers.items()}}
-        return ApiClient(self.base_url, headers=headers, timeout=self.timeout,
-                         concurrency=concurrency, limiter=limiter, retry=self.retry)
+        return ApiClient(self.base_url, headers=headers, timeout=self.timeout, concurrency=concurrency,
+                         limiter=self.limiter(state_dir, self.rate_per_second),
+                         token_limiter=self.limiter(state_dir, self.tokens_per_second, "#tokens", self.max_call_tokens),
+                         retry=self.retry)
+
+
+@dataclass
+class Partial:
+    """A handler's answer that is usable but incomplete: status `partial`, `reason` as the error."""
+
+    result: dict[str, Any]
+    reason: str
 
 
 @dataclass(frozen=True)
 class Job:
-    """What to do with each row. `handler(row, clients)` returns the row's result columns."""
+    """What to do with each row. `handler(row, clients)` returns the row's result columns (a dict,
+    or a `Partial`); it may be a `functools.partial` of a module-level function."""
 
     name: str
     handler: Handler
     result_columns: tuple[str, ...]
-    apis: tuple[ApiSpec, ...]
+    apis: tuple[Any, ...]  # ApiSpec, or anything with name, base_url and client(concurrency, state_dir)
     work_dir: str
     key_column: str | None = None
-    version: str = "1"  # bump when the same input should give a different answer
+    version: str = "1"  # change when the same input should give a different answer (model, prompt ...)
     concurrency: int = 50  # rows in flight inside one chunk
+    totals: tuple[str, ...] = ()  # numeric result columns summed in the run summary (tokens, cost_usd)
 
     @functools.cached_property
     def fingerprint(self) -> str:
         """What changes the answer: the workload, its code and where it sends requests."""
-        parts = [self.name, self.version, inspect.getsource(self.handler), *(a.base_url for a in self.apis)]
+        code = inspect.getsource(getattr(self.handler, "func", self.handler))
+        parts = [self.name, self.version, code, *(a.base_url for a in self.apis)]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
 
     def journal_path(self, chunk: "ChunkRef") -> Path:
@@ -111,7 +131,7 @@ def summarize(chunk: ChunkRef, records: dict[int, dict], **extra: Any) -> dict[s
     statuses = [r["status"] for r in records.values()]
     return {
         "index": chunk.index, "rows": chunk.rows, "done": len(records),
-        "ok": statuses.count("ok"), "failed": statuses.count("failed"),
+        "ok": statuses.count("ok"), "partial": statuses.count("partial"), "failed": statuses.count("failed"),
         "retryable": sum(1 for r in records.values() if needs_work(r)),
         **extra,
     }
@@ -237,7 +257,10 @@ async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicat
         abort.raise_if_set()
         try:
             result = await job.handler({k: v for k, v in row.items() if not k.startswith("_")}, clients)
-            record = {"row": number, "status": "ok", "error": "", "result": result}
+            if isinstance(result, Partial):
+                record = {"row": number, "status": "partial", "error": result.reason, "result": result.result}
+            else:
+                record = {"row": number, "status": "ok", "error": "", "result": result}
         except RowError as error:
             text = f"{source} row {number}, {error}" if error.bad_input else str(error)
             record = {"row": number, "status": "failed", "error": text, "retryable": error.retryable}
@@ -272,6 +295,5 @@ async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicat
         for client in clients.values():
             await client.__aexit__(None, None, None)
             total.add(client.stats)
-            if client.limiter is not None:
-                client.limiter.close()
+            client.close()
     return total

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import re
 import time
 import uuid
@@ -29,6 +30,11 @@ from tasks.runners import is_dask, make_task_runner, parallel_chunks
 from tasks.tables import OutputWriter, count_rows, read_chunks
 
 MAX_CHUNKS = {"thread": 300, "dask": 100}  # a Prefect task costs ~50 ms here (server, cache, result), Dask ~200 ms
+
+
+def default_work_dir() -> str:
+    """Where staged chunks, journals, caches and limiter state live (they hold personal data)."""
+    return os.environ.get("BATCHFLOWS_WORK_DIR") or str(Path.home() / ".batchflows")
 
 
 def effective_chunk_size(requested: int, estimated_rows: int, runner: str) -> int:
@@ -106,9 +112,10 @@ def reason_of(error: str) -> str:
 
 
 def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
-                    chunk_errors: dict[int, str]) -> tuple[Counter, Counter]:
-    """Write input columns + result columns + status + error, in input order, one row per input row."""
-    writer, counts, reasons = OutputWriter(output), Counter(), Counter()
+                    chunk_errors: dict[int, str]) -> tuple[Counter, Counter, Counter]:
+    """Write input columns + result columns + status + error, in input order, one row per input row.
+    Returns row counts per status, failure reasons, and the sums of the job's `totals` columns."""
+    writer, counts, reasons, sums = OutputWriter(output), Counter(), Counter(), Counter()
     for chunk in chunks:
         frame = pd.read_pickle(chunk.staged)
         records = read_journal(job.journal_path(chunk))
@@ -122,6 +129,9 @@ def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
             values = record.get("result") or {}
             for name in job.result_columns:
                 results[name].append(values.get(name))
+            for name in job.totals:
+                if isinstance(values.get(name), (int, float)):
+                    sums[name] += values[name]
             counts[record["status"]] += 1
             if record["status"] != "ok":
                 reasons[reason_of(record["error"])] += 1
@@ -131,7 +141,22 @@ def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
         out["status"], out["error"] = status, errors
         writer.write(out)
     writer.close()
-    return counts, reasons
+    return counts, reasons, sums
+
+
+def exact_rows(input_path: str | Path, sheet: str | None = None, encoding: str = "utf-8-sig") -> int:
+    return sum(len(frame) for frame in read_chunks(input_path, 20_000, sheet=sheet, encoding=encoding))
+
+
+def cost_facts(sums: Counter, rows: int, full_rows: int | None) -> dict[str, str]:
+    """Total $, $ per row and, for a --limit run, the projected $ of the whole input."""
+    if "cost_usd" not in sums:
+        return {}
+    per_row = sums["cost_usd"] / rows if rows else 0.0
+    facts = {"cost of these rows": f"${sums['cost_usd']:,.4f}", "cost per row": f"${per_row:,.6f}"}
+    if full_rows is not None:
+        facts[f"projected cost of all {full_rows:,} rows"] = f"${per_row * full_rows:,.2f}"
+    return facts
 
 
 @dataclasses.dataclass
@@ -203,7 +228,8 @@ def run_chunks(job: Job, chunks: list[ChunkRef], runner: str, workers: int | Non
 def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_size: int = 200,
             runner: str = "thread", workers: int | None = None, limit: int | None = None,
             required: tuple[str, ...] = (), sheet: str | None = None, encoding: str = "utf-8-sig",
-            retry_passes: int = 1, total_concurrency: int | None = None) -> dict[str, Any]:
+            retry_passes: int = 1, total_concurrency: int | None = None,
+            facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run `job` over every row of the input; returns the run's figures (also published as artifact)."""
     logger = get_run_logger()
     started = time.monotonic()
@@ -218,13 +244,15 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
     progress = Progress(job.name, total_rows, logger)
     tally = run_chunks(job, chunks, runner, workers, retry_passes, progress)
     processed_at = time.monotonic()
-    counts, reasons = assemble_output(job, chunks, output_path, tally.chunk_errors)
+    counts, reasons, sums = assemble_output(job, chunks, output_path, tally.chunk_errors)
+    full_rows = exact_rows(input_path, sheet, encoding) if limit is not None and "cost_usd" in sums else None
     progress.update(total_rows, final=True)
     seconds = time.monotonic() - started
     processed = sum(s.get("processed", 0) for s in tally.summaries.values())
     stats = tally.stats
     figures = {
-        "output": str(output_path), "rows": total_rows, "ok": counts["ok"], "failed": counts["failed"],
+        "output": str(output_path), "rows": total_rows, "ok": counts["ok"], "partial": counts["partial"],
+        "failed": counts["failed"], **{name: round(value, 6) for name, value in sums.items()},
         "chunks": len(chunks), "chunks_cached": tally.cached, "passes": tally.passes,
         "requests": stats.requests, "retries": stats.retries, "http_429": stats.throttled,
         "http_5xx": stats.server_errors, "timeouts": stats.timeouts, "connection_errors": stats.connection_errors,
@@ -232,15 +260,19 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         "processing_rows_per_second": round(processed / max(processed_at - staged_at, 1e-9), 1),
         "failure_reasons": dict(reasons.most_common(20)), "chunks_per_worker": dict(tally.workers),
     }
+    if full_rows is not None:
+        figures.update(input_rows=full_rows, projected_cost_usd=round(sums["cost_usd"] / max(total_rows, 1) * full_rows, 4))
     publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
         "output": f"`{output_path}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
-        "failed": f"{counts['failed']:,}", "chunks (cached from an earlier run)": f"{len(chunks)} ({tally.cached})",
+        "partial": f"{counts['partial']:,}", "failed": f"{counts['failed']:,}", **(facts or {}),
+        **{name.replace("_", " "): f"{value:,}" for name, value in sums.items() if name != "cost_usd"},
+        **cost_facts(sums, total_rows, full_rows), "chunks (cached from an earlier run)": f"{len(chunks)} ({tally.cached})",
         "passes": tally.passes, "requests sent": f"{stats.requests:,}", "retries": f"{stats.retries:,}",
         "429 answers": f"{stats.throttled:,}", "5xx answers": f"{stats.server_errors:,}",
         "timeouts": f"{stats.timeouts:,}", "connection errors": f"{stats.connection_errors:,}",
         "throughput": f"{figures['rows_per_second']:,} rows/s", "wall time": duration(seconds),
         "chunks run per worker": ", ".join(f"{w} {n}" for w, n in tally.workers.items()) or "-",
     }, dict(reasons.most_common(20))))
-    logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['failed']:,} failed of {total_rows:,} rows "
+    logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['partial']:,} partial, {counts['failed']:,} failed of {total_rows:,} rows "
                 f"in {duration(seconds)}; output {output_path}")
     return figures

@@ -8,11 +8,13 @@ every outcome into a response, a `RowError` (the row fails, the batch goes on) o
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import random
+import re
 import time
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -65,8 +67,40 @@ class CallStats:
             setattr(self, f.name, getattr(self, f.name) + values.get(f.name, 0))
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """Seconds from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+def _seconds(text: str) -> float | None:
+    """'6s', '1m30s', '120ms', '0.5' or an RFC 3339 time (anthropic-ratelimit-*-reset) -> seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?", text)
+    if parts and any(parts.groups()):
+        h, m, s, ms = (float(g or 0) for g in parts.groups())
+        return h * 3600 + m * 60 + s + ms / 1000
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - time.time()
+    except ValueError:
+        return None
+
+
+def quota_reset_seconds(headers) -> float | None:
+    """When a quota the answer reports as used up (remaining 0) resets: the `x-ratelimit-*` headers
+    of OpenAI-compatible APIs and `anthropic-ratelimit-*`; None when no quota is exhausted."""
+    waits = []
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+        for remaining, reset in ((f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"),
+                                 (f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset")):
+            if headers.get(remaining, "").strip() == "0" and headers.get(reset):
+                seconds = _seconds(headers[reset])
+                if seconds is not None:
+                    waits.append(max(0.0, seconds))
+    return max(waits) if waits else None
+
+
+def retry_after_seconds(response) -> float | None:
+    """Seconds from `retry-after-ms`, `Retry-After` (seconds or an HTTP date), else the reset time of
+    an exhausted `x-ratelimit-*` quota."""
     if (ms := response.headers.get("retry-after-ms")) is not None:
         try:
             return max(0.0, float(ms) / 1000)
@@ -74,7 +108,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
             pass
     value = response.headers.get("retry-after")
     if value is None:
-        return None
+        return quota_reset_seconds(response.headers)
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -84,7 +118,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
             return None
 
 
-def error_text(response: httpx.Response, limit: int = 300) -> str:
+def error_text(response, limit: int = 300) -> str:
     """A short, key-free description of an error answer: status plus the API's own message."""
     try:
         body = response.json()
@@ -103,8 +137,20 @@ def error_text(response: httpx.Response, limit: int = 300) -> str:
     return f"HTTP {response.status_code}: {str(detail)[:limit]}"
 
 
+class ErrorAnswer(Exception):
+    """Raised by a `send` function (e.g. around an SDK call) to hand an HTTP error answer to the
+    retry loop: anything with `status_code`, `headers`, `json()` and `text`."""
+
+    def __init__(self, response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
 class ApiClient:
-    """`async with ApiClient(...) as api: response = await api.request("POST", "/v1/x", json=...)`."""
+    """`async with ApiClient(...) as api: response = await api.request("POST", "/v1/x", json=...)`.
+
+    `call(send, tokens)` runs any coroutine function (an SDK call) under the same limits and retries.
+    """
 
     def __init__(
         self,
@@ -114,10 +160,11 @@ class ApiClient:
         timeout: float = 30.0,
         concurrency: int = 50,
         limiter: RateLimiter | None = None,
+        token_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
     ):
         self.base_url, self.headers, self.timeout = base_url, headers or {}, timeout
-        self.concurrency, self.limiter = concurrency, limiter
+        self.concurrency, self.limiter, self.token_limiter = concurrency, limiter, token_limiter
         self.retry = retry or RetryPolicy()
         self.stats = CallStats()
         self._client: httpx.AsyncClient | None = None
@@ -133,15 +180,28 @@ class ApiClient:
     async def __aexit__(self, *exc) -> None:
         await self._client.aclose()
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def close(self) -> None:
+        """Release the shared limiter files (after `__aexit__`)."""
+        for limiter in (self.limiter, self.token_limiter):
+            if limiter is not None:
+                limiter.close()
+
+    async def request(self, method: str, url: str, tokens: int = 0, **kwargs: Any) -> httpx.Response:
         """Send with retries; returns a 2xx/3xx response or raises RowError / FatalError."""
+        return await self.call(lambda: self._client.request(method, url, **kwargs), tokens)
+
+    async def call(self, send: Callable[[], Awaitable[Any]], tokens: int = 0) -> Any:
+        """Run `send()` with the rate limits (`tokens`: its estimated cost against a tokens/min
+        limit) and retries; returns its result or raises RowError / FatalError."""
         attempts = throttled = 0
         while True:
             if self.limiter is not None:
                 await self.limiter.acquire()
+            if self.token_limiter is not None and tokens:
+                await self.token_limiter.acquire(tokens)
             self.stats.requests += 1
-            problem, wait = await self._attempt(method, url, kwargs)
-            if isinstance(problem, httpx.Response):
+            done, problem, wait = await self._attempt(send)
+            if done:
                 return problem
             is_429 = problem.startswith("HTTP 429")
             throttled += is_429
@@ -152,31 +212,38 @@ class ApiClient:
             self.stats.retries += 1
             await asyncio.sleep(wait if wait is not None else self.retry.backoff(attempts + throttled))
 
-    async def _attempt(self, method: str, url: str, kwargs: dict) -> tuple[httpx.Response | str, float | None]:
-        """One try: (response, None) when done, or (problem text, seconds to wait or None)."""
+    def pause_all(self, seconds: float) -> None:
+        for limiter in (self.limiter, self.token_limiter):
+            if limiter is not None:
+                limiter.pause(seconds)
+
+    async def _attempt(self, send) -> tuple[bool, Any, float | None]:
+        """One try: (True, result, None), or (False, problem text, seconds to wait or None)."""
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._client.request(method, url, **kwargs)
+                result = await send()
+        except ErrorAnswer as error:
+            result = error.response
         except (TimeoutError, httpx.TimeoutException):
             self.stats.timeouts += 1
-            return f"timed out after {self.timeout:g} s", None
-        except httpx.TransportError as error:
+            return False, f"timed out after {self.timeout:g} s", None
+        except (httpx.TransportError, ConnectionError) as error:
             self.stats.connection_errors += 1
-            return f"connection error: {type(error).__name__}: {error}"[:300], None
-        status = response.status_code
+            return False, f"connection error: {type(error).__name__}: {error}"[:300], None
+        status = getattr(result, "status_code", 200)
         if status < 400:
-            return response, None
+            return True, result, None
         if status in FATAL_STATUSES:
-            raise FatalError(f"{error_text(response)} from {self.base_url}: check the API key and its permissions")
+            raise FatalError(f"{error_text(result)} from {self.base_url}: check the API key and its permissions")
         if status not in RETRY_STATUSES:
-            raise RowError(error_text(response))
-        wait = retry_after_seconds(response)
+            raise RowError(error_text(result))
+        wait = retry_after_seconds(result)
         if status == 429:
             self.stats.throttled += 1
-            if wait is not None and self.limiter is not None:
-                self.limiter.pause(wait)
+            if wait is not None:
+                self.pause_all(wait)
         else:
             self.stats.server_errors += status >= 500
         if wait is not None:
             wait += random.uniform(0, 0.1 * wait + 0.05)  # de-synchronise the herd
-        return error_text(response), wait
+        return False, error_text(result), wait

@@ -21,11 +21,12 @@ _STALE_AFTER = 3600.0  # a slot this far ahead can only come from a clock jump: 
 _MAX_RESLOTS = 4  # after this many late wake-ups in a row, send anyway
 
 
-def default_headroom(per_second: float, jitter: float = 0.05) -> float:
-    """The share of the limit to aim at so that arrivals `jitter` seconds late, plus one, still fit
-    in any window holding >= 20 requests (1 s at 20/s and up): 0.93 at 50/s, 0.95 from ~500/s."""
-    window = max(1.0, 20.0 / per_second)
-    return min(0.95, (1 - 1 / (per_second * window)) / (1 + jitter / window))
+def default_headroom(per_second: float, window: float = 1.0, jitter: float = 0.05, burst: float = 1.0) -> float:
+    """The share of the limit to aim at so that arrivals `jitter` seconds late, plus one request
+    of `burst` units, still fit in the API's `window` (widened to hold >= 20 such requests):
+    0.93 at 50/s, 0.95 from ~500/s, up to 0.97 for per-minute limits."""
+    window = max(window, 20.0 * burst / per_second)
+    return min(0.97, (1 - burst / (per_second * window)) / (1 + jitter / window))
 
 
 def limiter_path(state_dir: str | os.PathLike, api_id: str) -> Path:
@@ -35,12 +36,17 @@ def limiter_path(state_dir: str | os.PathLike, api_id: str) -> Path:
 
 
 class RateLimiter:
-    """`await limiter.acquire()` before each request; `limiter.pause(seconds)` after a 429."""
+    """`await limiter.acquire()` before each request; `limiter.pause(seconds)` after a 429.
 
-    def __init__(self, path: str | os.PathLike, per_second: float, headroom: float | None = None):
+    A request may cost more than one unit (`acquire(cost)`): a token limiter charges each LLM call
+    its estimated tokens, and the next caller waits until that many tokens' worth of time passed.
+    """
+
+    def __init__(self, path: str | os.PathLike, per_second: float, headroom: float | None = None,
+                 window: float = 1.0, burst: float = 1.0):
         if per_second <= 0:
             raise ValueError("rate limit must be positive")
-        headroom = headroom or default_headroom(per_second)
+        headroom = headroom or default_headroom(per_second, window, burst=burst)
         if not 0 < headroom <= 1:
             raise ValueError("headroom must be in (0, 1]")
         self.path = Path(path)
@@ -72,12 +78,12 @@ class RateLimiter:
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def reserve(self) -> float:
-        """Take the next slot; returns the wall-clock time at which it may be used."""
+    def reserve(self, cost: float = 1.0) -> float:
+        """Take the next slot for `cost` units; returns the wall-clock time at which it may be used."""
 
         def take(now: float, slot: float):
             mine = max(now, slot)
-            return mine + self.interval, mine
+            return mine + self.interval * cost, mine
 
         return self._update(take)
 
@@ -85,15 +91,16 @@ class RateLimiter:
         """Nobody sharing this limiter sends before now + seconds (a Retry-After)."""
         self._update(lambda now, slot: (max(slot, now + seconds), 0.0))
 
-    async def acquire(self) -> None:
+    async def acquire(self, cost: float = 1.0) -> None:
         """Wait for a slot. A sender that wakes well after its slot (CPU or GIL stall) would fire
         together with on-time senders and burst past the limit: it takes a fresh slot instead."""
+        tolerance = max(self.tolerance, self.interval * cost)
         for _ in range(_MAX_RESLOTS):
-            slot = self.reserve()
+            slot = self.reserve(cost)
             wait = slot - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            if time.time() - slot <= self.tolerance:
+            if time.time() - slot <= tolerance:
                 return
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm"
            ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 XLSX_MAX_ROWS = 1_048_575  # Excel's row limit, less the header
 _BAD_BYTES = re.compile("[\udc80-\udcff]")
+csv.field_size_limit(1 << 30)  # the default (128 KiB) would stop the whole read at one long cell
 
 
 class InputError(ValueError):
@@ -260,9 +261,9 @@ class OutputWriter:
     def _write_jsonl(self, frame: pd.DataFrame) -> None:
         if self._handle is None:
             self._handle = open(self.tmp, "w", encoding="utf-8")
-        if len(frame):
-            frame.to_json(self._handle, orient="records", lines=True, force_ascii=False)
-            self._handle.write("\n")
+        if len(frame):  # pandas 3 ends `lines=True` output with a newline, older versions do not
+            text = frame.to_json(orient="records", lines=True, force_ascii=False)
+            self._handle.write(text if text.endswith("\n") else text + "\n")
 
     def _write_parquet(self, frame: pd.DataFrame) -> None:
         import pyarrow as pa

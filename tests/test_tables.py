@@ -96,3 +96,10 @@ def test_writers_keep_order_across_chunks(tmp_path, suffix):
     back = rows_of(path, size=10)
     assert back.id.tolist() == ["a", "b", "c"]
     assert not (tmp_path / f".out{suffix}.partial").exists()
+
+
+def test_a_cell_longer_than_the_csv_modules_default_limit_is_read(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("id,notes\n1," + "x" * 300_000 + "\n2,short\n")
+    frame = next(read_chunks(path, 10))
+    assert frame.notes.str.len().tolist() == [300_000, 5] and (frame._input_error == "").all()

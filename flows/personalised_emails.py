@@ -1,0 +1,145 @@
+"""Personalised emails: research each lead's company once (Serper), then one LLM-written opening
+line (or body) per lead; output in input order with tokens, $ and a status per row.
+
+Rows: `ok`, `partial` (written, but empty / refused / cut short / without research: see `error`) or
+`failed` (bad input, or the research or LLM call failed; transient failures are retried on rerun).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from tasks.chunk import ApiSpec, Job, Partial
+from tasks.engine import default_work_dir, run_job
+from tasks.http import RowError
+from tasks.llm import PROVIDERS, LlmClient, LlmSpec, PromptTemplate, load_prices, price_for
+from tasks.lookups import LookupCache, cached_lookup
+from tasks.research import research_key, search_company
+from tasks.secrets import resolve_secret
+from tasks.tables import InputError, read_chunks
+
+REQUIRED = ("email", "first_name", "company")
+SYSTEM = {
+    "line": "You write the opening line of a cold email. One sentence, at most 30 words, specific to the "
+            "recipient's company, warm and plain. No greeting, no sign-off, no placeholders, no quotes.",
+    "body": "You write the body of a short cold email (under 120 words, 2-3 short paragraphs) that opens "
+            "with something specific to the recipient's company. No subject line, no placeholders.",
+}
+USER = ("Recipient: {first_name} at {company} ({domain}).\n"
+        "What we found about the company: {research_summary}\n\nWrite it now.")
+LEFTOVER = re.compile(r"\{[a-z_]+\}|\[(?:first name|name|company|your name)\]", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=8)
+def _cache(path: str) -> LookupCache:
+    return LookupCache(path)
+
+
+async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, system: PromptTemplate,
+                      user: PromptTemplate, column: str, research_cache: str) -> dict[str, Any] | Partial:
+    """Chunk-engine handler: the lead's research from the cache, then one LLM call."""
+    email = str(row.get("email") or "").strip()
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+        raise RowError(f"column email: {email[:80]!r} is not an email address", bad_input=True)
+    key, _ = research_key(row)
+    if not key:
+        raise RowError("columns company and domain/website: both empty, nothing to research", bad_input=True)
+    cache = _cache(research_cache)
+    found = cache.get([key]).get(key)
+    if found is None:
+        raise RowError(f"research for {key} failed: {cache.failure(key) or 'not done'}", retryable=True)
+    values = {**row, "research_summary": found["summary"]}
+    values.setdefault("domain", key.removeprefix("company:"))
+    answer = await clients["llm"].complete(system.render(values), user.render(values))
+    text = answer.text.strip().strip('"“”').strip()
+    if column == "email_line":
+        text = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    result = {"research_summary": found["summary"], column: text, "input_tokens": answer.input_tokens,
+              "output_tokens": answer.output_tokens, "cost_usd": answer.cost_usd}
+    problem = ("empty completion" if not text else
+               f"the model declined ({answer.stop})" if answer.stop in ("refusal", "filter") else
+               "cut short at max_tokens" if answer.stop == "length" else
+               "a template placeholder is left in the text" if LEFTOVER.search(text) else
+               f"no web results for {key}" if not found["summary"] else "")
+    return Partial(result, problem) if problem else result
+
+
+def lead_companies(input_path: str, limit: int | None, available: list[str]) -> pd.DataFrame:
+    """The distinct (research key, query) pairs of the leads to process, first seen first."""
+    items, seen = {}, 0
+    for frame in read_chunks(input_path, 20_000, required=REQUIRED):
+        if limit is not None:
+            frame = frame.iloc[: max(0, limit - seen)]
+        seen += len(frame)
+        if not available:
+            available.extend(c for c in frame.columns if not c.startswith("_"))
+        for row in frame[frame["_input_error"] == ""].to_dict("records"):
+            key, query = research_key(row)
+            if key:
+                items.setdefault(key, query)
+        if limit is not None and seen >= limit:
+            break
+    if available and not {"domain", "website"} & set(available):
+        raise InputError(f"{input_path}: needs a 'domain' or 'website' column; found {', '.join(available)}")
+    return pd.DataFrame({"key": list(items), "query": list(items.values())})
+
+
+@flow(name="personalised-emails")
+def personalised_emails(
+    input_path: str, output_path: str, provider: str = "anthropic", model: str | None = None,
+    prompt_file: str | None = None, system_file: str | None = None, write: str = "line",
+    limit: int | None = None, runner: str = "thread", workers: int | None = None, concurrency: int = 50,
+    chunk_size: int = 100, llm_base_url: str | None = None, llm_key_env: str | None = None,
+    llm_key_block: str | None = None, requests_per_minute: float | None = 50,
+    tokens_per_minute: float | None = None, max_tokens: int | None = None, temperature: float | None = None,
+    prices_file: str | None = None, search_base_url: str = "https://google.serper.dev",
+    search_key_env: str = "SERPER_API_KEY", search_key_block: str | None = None,
+    searches_per_second: float | None = 5, research_max_age_days: float = 30, llm_limit_window: float = 60,
+) -> dict[str, Any]:
+    """Research every lead's company, write its email line/body; output = input + results, in order."""
+    if write not in SYSTEM:
+        raise ValueError(f"write must be 'line' or 'body', not {write!r}")
+    logger = get_run_logger()
+    model = model or PROVIDERS.get(provider, ("", "", ""))[2]
+    system = PromptTemplate.load(system_file) if system_file else PromptTemplate(SYSTEM[write], "built-in system prompt")
+    user = PromptTemplate.load(prompt_file) if prompt_file else PromptTemplate(USER, "built-in prompt")
+    columns: list[str] = []
+    companies = lead_companies(input_path, limit, columns)
+    for template in (system, user):  # a missing placeholder stops the run before any request
+        template.check([*columns, "research_summary", "domain"], f"the columns of {Path(input_path).name}")
+    price = price_for(model, load_prices(prices_file))
+    if price is None:
+        logger.warning(f"no price for model {model!r}: cost_usd stays empty (give a prices file)")
+    llm_key = resolve_secret(llm_key_env or PROVIDERS.get(provider, ("", "", ""))[1], llm_key_block, f"{provider} API key")
+    llm = LlmSpec(provider, model, llm_key, llm_base_url or "", requests_per_minute, tokens_per_minute,
+                  max_tokens or (120 if write == "line" else 400), temperature, price=price,
+                  limit_window=llm_limit_window)
+    work_dir = default_work_dir()
+    column = f"email_{write}"
+    options = {"runner": runner, "workers": workers, "total_concurrency": concurrency, "chunk_size": chunk_size}
+
+    search_key = resolve_secret(search_key_env, search_key_block, "Serper API key")
+    search = ApiSpec("search", search_base_url.rstrip("/"), timeout=30, rate_per_second=searches_per_second,
+                     secret_headers={"X-API-KEY": search_key})
+    research_job = Job("company-research", search_company, ("summary", "sources"), (search,), work_dir, "key")
+    cache_path = str(Path(work_dir) / "cache" / "company-research.sqlite")
+    research = cached_lookup(research_job, companies, LookupCache(cache_path, research_max_age_days), **options)
+    logger.info(f"research: {research['keys']:,} companies, {research['cache_hits']:,} from the cache, "
+                f"{research['looked_up']:,} searched, {research['lookups_failed']:,} failed")
+
+    version = hashlib.sha256(repr((llm.provider, llm.model, llm.max_tokens, llm.temperature, system.text,
+                                   user.text, column)).encode()).hexdigest()[:16]
+    handler = functools.partial(write_email, system=system, user=user, column=column, research_cache=cache_path)
+    job = Job("personalised-emails", handler, ("research_summary", column, "input_tokens", "output_tokens",
+              "cost_usd"), (llm,), work_dir, key_column="email", version=version,
+              totals=("input_tokens", "output_tokens", "cost_usd"))
+    facts = {"companies": f"{research['keys']:,}", "searches made": f"{research['looked_up'] + research['lookups_failed']:,}",
+             "research cache hits": f"{research['cache_hits']:,}", "model": f"{provider} {model}"}
+    figures = run_job(job, input_path, output_path, limit=limit, required=REQUIRED, facts=facts, **options)
+    return {**figures, "research": research}

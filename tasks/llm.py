@@ -1,0 +1,256 @@
+"""LLM calls for the chunk engine: Anthropic Messages (through the `anthropic` SDK) and any
+OpenAI-compatible chat-completions API (Groq, OpenAI, vLLM: through httpx), chosen by configuration.
+
+Both run under the engine's shared limits (requests/min and tokens/min per provider, each call
+charged its estimated tokens) and retry loop (429 with retry-after or `x-ratelimit-*` reset times,
+5xx, 529, timeouts). Usage comes from each response, $ from a price table; a 400 such as a too long
+prompt becomes a row error.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.chunk import ApiSpec
+from tasks.http import ApiClient, ErrorAnswer, RetryPolicy, RowError
+from tasks.secrets import Secret
+
+PROVIDERS = {  # default endpoint, API-key env var, default model
+    "anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY", "claude-haiku-5-5"),
+    "openai": ("https://api.groq.com/openai/v1", "OPENAI_API_KEY", "llama-3.3-70b-versatile"),
+}
+PROMPT_TOKENS_HINT = 1000  # a typical prompt's size, kept spare under a tokens/min limit
+CACHE_MIN_TOKENS = 1024  # a system prompt shorter than this cannot be cached by Anthropic
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cache_write: float | None = None  # default 1.25 x input (Anthropic 5-minute cache)
+    cache_read: float | None = None  # default 0.1 x input
+
+    def cost(self, tokens_in: int, tokens_out: int, cache_write: int = 0, cache_read: int = 0) -> float:
+        write = self.input * 1.25 if self.cache_write is None else self.cache_write
+        read = self.input * 0.1 if self.cache_read is None else self.cache_read
+        return (tokens_in * self.input + tokens_out * self.output + cache_write * write + cache_read * read) / 1e6
+
+
+# List prices, standard (not batch) rates, as published in October 2026. Pass a price file to override.
+DEFAULT_PRICES = {
+    "claude-fable-5-1": Price(10, 50), "claude-opus-5-5": Price(4, 20, 5, 0.2), "claude-opus-5": Price(5, 25),
+    "claude-sonnet-5-5": Price(2, 10, 2.5, 0.1), "claude-sonnet-5": Price(2, 10, 2.5, 0.2),
+    "claude-haiku-5-5": Price(0.1, 0.5, 0.125, 0.01), "claude-haiku-4-5": Price(1, 5),
+    "claude-opus-4-5": Price(5, 25), "claude-sonnet-4-6": Price(3, 15), "claude-sonnet-4-5": Price(3, 15),
+    "llama-3.3-70b-versatile": Price(0.59, 0.79, 0, 0.295), "llama-3.1-8b-instant": Price(0.05, 0.08, 0, 0.025),
+    "gpt-4o-mini": Price(0.15, 0.6, 0, 0.075), "gpt-4.1-mini": Price(0.4, 1.6, 0, 0.1),
+}
+
+
+def load_prices(path: str | os.PathLike | None) -> dict[str, Price]:
+    """The default table, updated from a JSON/YAML file {model: {input, output, cache_write?, cache_read?}}."""
+    table = dict(DEFAULT_PRICES)
+    if path:
+        text = Path(path).read_text(encoding="utf-8")
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = json.loads(text)
+        for model, values in raw.items():
+            try:
+                table[model] = Price(**values)
+            except TypeError as error:
+                raise ValueError(f"{path}: price of {model!r}: {error}; give input, output "
+                                 "(and optionally cache_write, cache_read) in USD per million tokens") from None
+    return table
+
+
+def price_for(model: str, table: dict[str, Price]) -> Price | None:
+    """Exact name, else the longest listed name it starts with (dated snapshots)."""
+    if model in table:
+        return table[model]
+    matches = [name for name in table if model.startswith(name)]
+    return table[max(matches, key=len)] if matches else None
+
+
+class PromptTemplate:
+    """A prompt with `{column}` placeholders filled from the row (`{{` and `}}` for literal braces)."""
+
+    def __init__(self, text: str, source: str = "prompt"):
+        self.text, self.source = text, source
+        try:
+            self.fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+        except ValueError as error:
+            raise ValueError(f"{source}: not a valid template ({error}); write {{{{ and }}}} for literal braces") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PromptTemplate":
+        return cls(Path(path).read_text(encoding="utf-8"), str(path))
+
+    def check(self, available: list[str], what: str) -> None:
+        """Raise before any call if a placeholder names no available column."""
+        unknown = [name for name in dict.fromkeys(self.fields) if name not in available]
+        if "" in unknown:
+            raise ValueError(f"{self.source}: empty placeholder {{}}: name a column, e.g. {{company}}")
+        if unknown:
+            raise ValueError(f"{self.source}: placeholder(s) {', '.join('{' + n + '}' for n in unknown)} "
+                             f"not found in {what}; available: {', '.join(available)}")
+
+    def render(self, values: dict[str, Any]) -> str:
+        def text(value: Any) -> str:
+            return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+        return self.text.format_map({name: text(values.get(name)) for name in self.fields})
+
+
+@dataclass
+class Completion:
+    text: str
+    stop: str  # end | length | refusal | filter
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class LlmSpec:
+    """Provider, model and limits; `client()` gives the per-chunk `LlmClient` (engine protocol)."""
+
+    provider: str
+    model: str
+    api_key: Secret
+    base_url: str = ""
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    max_tokens: int = 300
+    temperature: float | None = None  # None: the model's default (some models reject any other)
+    timeout: float = 120.0
+    price: Price | None = None
+    limit_window: float = 60.0  # seconds the provider counts its limits over
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    name: str = "llm"
+
+    def __post_init__(self):
+        if self.provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, not {self.provider!r}")
+        object.__setattr__(self, "base_url", (self.base_url or PROVIDERS[self.provider][0]).rstrip("/"))
+
+    @property
+    def api(self) -> ApiSpec:
+        per_second = lambda per_minute: per_minute / 60 if per_minute else None  # noqa: E731
+        secret = {"Authorization": Secret(f"Bearer {self.api_key.reveal()}")} if self.provider == "openai" else {}
+        return ApiSpec(self.name, self.base_url, timeout=self.timeout, rate_window=self.limit_window,
+                       rate_per_second=per_second(self.requests_per_minute),
+                       tokens_per_second=per_second(self.tokens_per_minute),
+                       max_call_tokens=self.max_tokens + PROMPT_TOKENS_HINT,
+                       limit_id=f"{self.base_url}#{self.model}", secret_headers=secret, retry=self.retry)
+
+    def client(self, concurrency: int, state_dir: str) -> "LlmClient":
+        return LlmClient(self, self.api.client(concurrency, state_dir))
+
+
+class LlmClient:
+    """`await llm.complete(system, user)` -> Completion; raises RowError / FatalError."""
+
+    def __init__(self, spec: LlmSpec, api: ApiClient):
+        self.spec, self.api = spec, api
+        self.stats = api.stats
+        self._sdk = None
+        self._chars = self._tokens = 0  # calibrates the chars -> tokens estimate from real usage
+
+    async def __aenter__(self) -> "LlmClient":
+        await self.api.__aenter__()
+        if self.spec.provider == "anthropic":
+            from anthropic import AsyncAnthropic
+
+            self._sdk = AsyncAnthropic(api_key=self.spec.api_key.reveal(), base_url=self.spec.base_url,
+                                       max_retries=0, timeout=self.spec.timeout)  # retries are ours
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._sdk is not None:
+            await self._sdk.close()
+        await self.api.__aexit__(*exc)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def estimate_tokens(self, prompt_chars: int) -> int:
+        """What the call counts against a tokens/min limit: prompt tokens + max_tokens."""
+        ratio = self._tokens / self._chars if self._chars else 0.25
+        return math.ceil(prompt_chars * max(ratio, 0.25)) + self.spec.max_tokens
+
+    async def complete(self, system: str, user: str) -> Completion:
+        tokens = self.estimate_tokens(len(system) + len(user) + 1)
+        if self.spec.provider == "anthropic":
+            answer = await self._anthropic(system, user, tokens)
+        else:
+            answer = await self._openai(system, user, tokens)
+        self._chars += len(system) + len(user) + 1
+        self._tokens += answer.input_tokens + answer.cache_read_tokens + answer.cache_write_tokens
+        if self.spec.price is not None:
+            answer.cost_usd = round(self.spec.price.cost(answer.input_tokens, answer.output_tokens,
+                                                         answer.cache_write_tokens, answer.cache_read_tokens), 8)
+        return answer
+
+    async def _anthropic(self, system: str, user: str, tokens: int) -> Completion:
+        import anthropic
+
+        spec = self.spec
+        params: dict[str, Any] = {"model": spec.model, "max_tokens": spec.max_tokens,
+                                  "messages": [{"role": "user", "content": user}]}
+        if system:
+            block = {"type": "text", "text": system}
+            if len(system) / 4 >= CACHE_MIN_TOKENS:
+                block["cache_control"] = {"type": "ephemeral"}
+            params["system"] = [block]
+        if spec.temperature is not None:
+            params["temperature"] = spec.temperature
+
+        async def send():
+            try:
+                return await self._sdk.messages.with_raw_response.create(**params)
+            except anthropic.APIStatusError as error:
+                raise ErrorAnswer(error.response) from None
+            except anthropic.APITimeoutError:
+                raise TimeoutError from None
+            except anthropic.APIConnectionError as error:
+                raise ConnectionError(str(error)) from None
+
+        message = await (await self.api.call(send, tokens)).parse()
+        usage = message.usage
+        text = "".join(block.text for block in message.content if block.type == "text")
+        stop = {"max_tokens": "length", "refusal": "refusal"}.get(message.stop_reason or "", "end")
+        return Completion(text, stop, usage.input_tokens, usage.output_tokens,
+                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
+
+    async def _openai(self, system: str, user: str, tokens: int) -> Completion:
+        spec = self.spec
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        body: dict[str, Any] = {"model": spec.model, "messages": messages, "max_tokens": spec.max_tokens}
+        if spec.temperature is not None:
+            body["temperature"] = spec.temperature
+        response = await self.api.request("POST", "/chat/completions", tokens=tokens, json=body)
+        try:
+            data = response.json()
+            choice, usage = data["choices"][0], data.get("usage") or {}
+            message = choice.get("message") or {}
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise RowError(f"unexpected answer from {spec.base_url}: {response.text[:200]!r}") from None
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        stop = {"length": "length", "content_filter": "filter"}.get(choice.get("finish_reason"), "end")
+        if message.get("refusal"):
+            stop = "refusal"
+        return Completion(message.get("content") or "", stop, (usage.get("prompt_tokens") or 0) - cached,
+                          usage.get("completion_tokens") or 0, 0, cached)

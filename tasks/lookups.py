@@ -1,0 +1,90 @@
+"""Paid lookups done once per distinct key and kept: web research by company domain, geocoding by
+normalised address. `cached_lookup` runs the chunk engine over the keys the cache lacks and stores
+the answers; a rerun, or another file with the same keys, costs no request.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks.chunk import Job
+from tasks.engine import run_job
+
+
+class LookupCache:
+    """key -> answer (a JSON object) in SQLite, with the last failure per key; many processes may
+    read and write it at once. Answers older than `max_age_days` count as missing."""
+
+    def __init__(self, path: str | Path, max_age_days: float | None = None):
+        self.path = Path(path)
+        self.max_age = max_age_days * 86400 if max_age_days else None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT, at REAL)")
+            db.execute("CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, error TEXT, at REAL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60)
+
+    def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        keys, found = list(dict.fromkeys(keys)), {}
+        oldest = time.time() - self.max_age if self.max_age else 0.0
+        with closing(self._connect()) as db:
+            for start in range(0, len(keys), 500):
+                batch = keys[start:start + 500]
+                rows = db.execute(f"SELECT key, answer FROM answers WHERE at >= ? AND key IN "
+                                  f"({','.join('?' * len(batch))})", [oldest, *batch])
+                found.update({key: json.loads(answer) for key, answer in rows})
+        return found
+
+    def failure(self, key: str) -> str | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT error FROM failures WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, answers: dict[str, dict[str, Any]], failures: dict[str, str]) -> None:
+        now = time.time()
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)",
+                           [(k, json.dumps(v, default=str), now) for k, v in answers.items()])
+            db.executemany("DELETE FROM failures WHERE key = ?", [(k,) for k in answers])
+            db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", [(k, e, now) for k, e in failures.items()])
+
+
+def cached_lookup(job: Job, items: pd.DataFrame, cache: LookupCache, **run_options: Any) -> dict[str, Any]:
+    """Look up every row of `items` (a `key` column + what the job's handler needs) that the cache
+    lacks, with `job` on the chunk engine; store the answers. Returns the run's figures."""
+    keys = items["key"].tolist()
+    missing = items[~items["key"].isin(cache.get(keys).keys())]
+    figures: dict[str, Any] = {"keys": len(keys), "cache_hits": len(keys) - len(missing), "looked_up": 0,
+                               "lookups_failed": 0, "requests": 0}
+    if missing.empty:
+        return figures
+    folder = Path(job.work_dir) / "lookups" / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(missing, index=False).to_numpy().tobytes()).hexdigest()[:20]
+    pending, output = folder / f"{digest}.csv", folder / f"{digest}.out.jsonl"
+    missing.to_csv(pending, index=False)
+    run = run_job(job, pending, output, **run_options)
+    answers, failures = {}, {}
+    with open(output, encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["status"] == "ok":
+                answers[record["key"]] = {name: record.get(name) for name in job.result_columns}
+            else:
+                failures[record["key"]] = record["error"]
+    cache.put(answers, failures)
+    pending.unlink()
+    output.unlink()
+    figures.update(looked_up=len(answers), lookups_failed=len(failures), requests=run["requests"],
+                   http_429=run["http_429"], seconds=run["wall_seconds"])
+    return figures

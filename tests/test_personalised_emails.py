@@ -1,0 +1,183 @@
+"""Personalised emails end to end: Serper + LLM emulators, real anthropic SDK and httpx clients."""
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+
+from conftest import latest_run_artifacts, read_table, run_cli
+from flows.personalised_emails import personalised_emails
+from tasks.samples import leads_frame
+
+KEYS = {"anthropic": "sk-ant-test-Vq39Xp", "chat": "gsk-test-Lm47Rd", "serper": "serper-test-Hx81Kc"}
+ENV = {"ANTHROPIC_API_KEY": KEYS["anthropic"], "OPENAI_API_KEY": KEYS["chat"], "SERPER_API_KEY": KEYS["serper"]}
+
+
+@pytest.fixture
+def llm(emulator, monkeypatch):
+    """The emulator with keys on the search and both LLM APIs, and the keys in the environment."""
+    for api, key in KEYS.items():
+        emulator.configure(api, api_key=key)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    return emulator
+
+
+def run(workspace, emulator, leads, provider="anthropic", **params):
+    path = workspace / "leads.csv"
+    leads.to_csv(path, index=False)
+    base = emulator.url if provider == "anthropic" else emulator.url + "/openai/v1"
+    model = "claude-sonnet-5" if provider == "anthropic" else "llama-3.3-70b-versatile"
+    options = {"requests_per_minute": 6000, "searches_per_second": 200, "chunk_size": 50, **params}
+    figures = personalised_emails(str(path), str(workspace / "out.csv"), provider=provider, model=model,
+                                  llm_base_url=base, search_base_url=emulator.url, **options)
+    return figures, read_table(workspace / "out.csv")
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_every_lead_in_order_with_research_tokens_and_cost(workspace, llm, provider):
+    llm.configure("anthropic" if provider == "anthropic" else "chat", latency=0.05, throttle_rate=0.05,
+                  error_rate=0.05, retry_after=1, seed=5)
+    leads = leads_frame(240, 40)
+    figures, out = run(workspace, llm, leads, provider)
+    assert out.email.tolist() == leads.email.tolist() and out.title.tolist() == leads.title.tolist()
+    assert (out.status == "ok").all(), out.error.unique()
+    for row in (0, 117, 239):  # the line was written for this lead's company, from its research
+        assert leads.company[row] in out.research_summary[row]
+        assert f"at {leads.company[row].rsplit(' ', 1)[0]} —" in out.email_line[row]
+    assert out.input_tokens.astype(int).gt(50).all() and out.output_tokens.astype(int).gt(10).all()
+    assert abs(out.cost_usd.astype(float).sum() - figures["cost_usd"]) < 1e-6 and figures["cost_usd"] > 0
+    assert figures["retries"] > 0 and figures["http_429"] > 0  # faults happened and were retried away
+    seen = llm.stats("anthropic" if provider == "anthropic" else "chat")
+    assert seen["statuses"]["200"] == 240
+    summary = latest_run_artifacts()["personalised-emails-summary"]
+    assert "research cache hits" in summary and "cost per row" in summary
+
+
+def test_one_search_per_company_and_none_on_rerun(workspace, llm):
+    leads = leads_frame(300, 60)
+    leads.loc[5, "domain"] = "https://www." + leads.domain[5].upper() + "/about"  # the same company, written otherwise
+    figures, out = run(workspace, llm, leads)
+    assert llm.stats("serper")["total"] == 60 == figures["research"]["looked_up"]
+    assert (out.status == "ok").all()
+    llm.reset()
+    for api, key in KEYS.items():
+        llm.configure(api, api_key=key)
+    more = pd.concat([leads, leads_frame(20, 60, seed=99).assign(email=lambda f: "new." + f.email)])
+    figures, out = run(workspace, llm, more)  # same companies, 20 new leads
+    assert llm.stats("serper")["total"] == 0 and figures["research"]["cache_hits"] == 60
+    assert llm.stats("anthropic")["total"] == 20  # finished leads are not written again
+    assert len(out) == 320 and (out.status == "ok").all()
+
+
+def test_request_and_token_limits_hold(workspace, llm):
+    llm.configure("anthropic", latency=0.2, rate_limit=40, token_limit=10_000, rate_window=4)
+    figures, out = run(workspace, llm, leads_frame(120, 30), requests_per_minute=600, tokens_per_minute=150_000,
+                       llm_limit_window=4)
+    assert (out.status == "ok").all()
+    seen = llm.stats("anthropic", window=4)
+    assert seen["statuses"] == {"200": 120} and figures["http_429"] == 0
+    assert seen["max_window"] <= 40 and seen["max_tokens_window"] <= 10_000
+    assert seen["max_tokens_window"] > 8_000  # the token limit was the one that bound
+
+
+def test_empty_and_cut_completions_are_partial_rows(workspace, llm):
+    llm.configure("anthropic", empty_rate=0.25, seed=2)
+    figures, out = run(workspace, llm, leads_frame(100, 20))
+    partial = out[out.status == "partial"]
+    assert 10 < len(partial) < 45 and set(partial.error) == {"empty completion"}
+    assert (partial.email_line == "").all() and (out[out.status == "ok"].email_line != "").all()
+    assert figures["partial"] == len(partial) and figures["failed"] == 0
+    llm.configure("anthropic", empty_rate=0)
+    figures, out = run(workspace, llm, leads_frame(30, 5), max_tokens=8)
+    assert set(out.status) == {"partial"}, out.error.unique() and set(out.error) == {"cut short at max_tokens"}
+
+
+def test_bad_leads_and_too_long_prompts_fail_alone(workspace, llm):
+    leads = leads_frame(60, 10)
+    leads["notes"] = ""
+    leads.loc[3, "email"] = "not-an-email"
+    leads.loc[7, "email"] = leads.email[6]
+    leads.loc[9, ["company", "domain", "email"]] = ["", "", "someone@gmail.com"]
+    leads.loc[11, "notes"] = "x" * 600_000  # ~150 K tokens: over the model's context window
+    prompt = workspace / "prompt.txt"
+    prompt.write_text("Write to {first_name} at {company} ({domain}). Notes: {notes}. {research_summary}")
+    figures, out = run(workspace, llm, leads, provider="openai", prompt_file=str(prompt))
+    errors = out.error
+    assert "column email: 'not-an-email' is not an email address" in errors[3]
+    assert "duplicate email" in errors[7] and "first seen at row 7" in errors[7]
+    assert "nothing to research" in errors[9]
+    assert "HTTP 400" in errors[11] and "maximum context length" in errors[11]
+    assert out.status[[3, 7, 9, 11]].eq("failed").all() and (out.drop([3, 7, 9, 11]).status == "ok").all()
+
+
+def test_unknown_placeholder_stops_before_any_request(workspace, llm, capsys):
+    leads = workspace / "leads.csv"
+    leads_frame(20, 4).to_csv(leads, index=False)
+    prompt = workspace / "prompt.txt"
+    prompt.write_text("Hi {first_name}, about {job_title} at {company}")
+    from flows.cli import main
+
+    code = main(["personalised-emails", str(leads), "-o", str(workspace / "out.csv"), "--prompt-file", str(prompt),
+                 "--llm-base-url", llm.url, "--search-base-url", llm.url])
+    error = capsys.readouterr().err
+    assert code == 1 and "prompt.txt: placeholder(s) {job_title} not found in the columns of leads.csv" in error
+    assert llm.stats("serper")["total"] == 0 and llm.stats("anthropic")["total"] == 0
+
+
+def test_killed_run_repeats_at_most_one_chunk_of_llm_calls(workspace, llm):
+    leads = workspace / "leads.csv"
+    leads_frame(400, 50).to_csv(leads, index=False)
+    llm.configure("anthropic", latency=0.3)
+    command = [sys.executable, "-m", "flows.cli", "personalised-emails", str(leads), "-o", str(workspace / "out.csv"),
+               "--llm-base-url", llm.url, "--search-base-url", llm.url, "--model", "claude-sonnet-5",
+               "--requests-per-minute", "6000", "--searches-per-second", "100", "--chunk-size", "50",
+               "--concurrency", "20"]
+    env = {**os.environ, **ENV}
+    victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.monotonic() + 120
+    while llm.stats("anthropic")["total"] < 180 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    before = llm.stats("anthropic")["total"]
+    assert 180 <= before < 400
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    out = read_table(workspace / "out.csv")
+    assert len(out) == 400 and (out.status == "ok").all()
+    assert 400 <= llm.stats("anthropic")["total"] <= 400 + 50  # repeated calls: at most one chunk
+    assert llm.stats("serper")["total"] == 50  # research was not repeated
+
+
+def test_keys_never_appear_in_logs_artifacts_outputs_or_work_files(workspace, llm):
+    llm.configure("anthropic", throttle_rate=0.1, error_rate=0.1, retry_after=1)
+    llm.configure("serper", error_rate=0.1)
+    leads = workspace / "leads.csv"
+    leads_frame(80, 20).to_csv(leads, index=False)
+    result = run_cli("personalised-emails", str(leads), "-o", str(workspace / "out.csv"), "--llm-base-url", llm.url,
+                     "--search-base-url", llm.url, "--model", "claude-sonnet-5", "--requests-per-minute", "6000",
+                     env={**ENV, "PREFECT_LOGGING_LEVEL": "DEBUG", "BATCHFLOWS_WORK_DIR": str(workspace / "work")})
+    assert result.returncode == 0, result.stderr
+    assert "Finished in state" in result.stdout + result.stderr
+    texts = [result.stdout, result.stderr]
+    texts += [p.read_bytes().decode(errors="replace") for p in workspace.rglob("*") if p.is_file()]
+
+    async def server_side():
+        async with get_client() as client:
+            logs = await client.read_logs(limit=200, offset=0)
+            artifacts = await client.read_artifacts(limit=200, offset=0)
+            runs = await client.read_flow_runs(limit=50, offset=0)
+        return ([log.message for log in logs], [str(a.data) + str(a.description) for a in artifacts],
+                [str(run.parameters) for run in runs])
+
+    for part in asyncio.run(server_side()):
+        assert part
+        texts += part
+    assert not [text for text in texts for key in KEYS.values() if key in text]
