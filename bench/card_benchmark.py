@@ -11,7 +11,6 @@ Prefect runs against a local `prefect server start` (started here), so server st
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal

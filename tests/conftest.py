@@ -8,8 +8,10 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 
 import json  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -88,3 +90,33 @@ def read_table(path: Path) -> pd.DataFrame:
     if suffix == ".xlsx":
         return pd.read_excel(path, dtype=str, keep_default_na=False)
     return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def kill_when(command: list[str], reached, env: dict | None = None, timeout: float = 120) -> None:
+    """Start the command in its own process group; SIGKILL the group once `reached()` is true."""
+    victim = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not reached() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+
+def server_texts() -> list[str]:
+    """Every log message, artifact and flow-run parameter set on the session's Prefect server."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            logs = await client.read_logs(limit=200, offset=0)
+            artifacts = await client.read_artifacts(limit=200, offset=0)
+            runs = await client.read_flow_runs(limit=50, offset=0)
+        return ([log.message for log in logs], [str(a.data) + str(a.description) for a in artifacts],
+                [str(run.parameters) for run in runs])
+
+    logs, artifacts, parameters = asyncio.run(read())
+    assert logs and artifacts and parameters
+    return logs + artifacts + parameters

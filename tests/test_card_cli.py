@@ -1,11 +1,8 @@
 """The CLI with bad input, missing or wrong keys, and secrets kept out of every output."""
-import asyncio
-
 import pandas as pd
 from openpyxl import Workbook
-from prefect.client.orchestration import get_client
 
-from conftest import API_KEY, read_table, run_cli, write_config
+from conftest import API_KEY, read_table, run_cli, server_texts, write_config
 from flows.cli import main
 from tasks.samples import users_frame
 
@@ -124,16 +121,5 @@ def test_the_key_never_appears_in_logs_artifacts_outputs_or_work_files(workspace
     assert "Finished in state" in result.stdout + result.stderr  # the logs were really captured
     texts = [result.stdout, result.stderr]
     texts += [p.read_text(errors="replace") for p in workspace.rglob("*") if p.is_file() and p.suffix != ".pkl"]
-
-    async def server_side():
-        async with get_client() as client:
-            logs = await client.read_logs(limit=200, offset=0)
-            artifacts = await client.read_artifacts(limit=200, offset=0)
-            runs = await client.read_flow_runs(limit=50, offset=0)
-        return ([log.message for log in logs], [str(a.data) + str(a.description) for a in artifacts],
-                [str(run.parameters) for run in runs])
-
-    logs, artifacts, parameters = asyncio.run(server_side())
-    assert logs and artifacts and parameters
-    texts += logs + artifacts + parameters
+    texts += server_texts()
     assert not [text for text in texts if API_KEY in text]

@@ -1,7 +1,6 @@
 """The card-recommendations flow end to end: real Prefect server, real emulator on loopback."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -9,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import latest_run_artifacts, read_table, write_config
+from conftest import kill_when, latest_run_artifacts, read_table, write_config
 from emulators.cards import recommend
 from flows.card_recommendations import card_recommendations, user_profile
 from tasks.samples import write_users
@@ -89,12 +88,7 @@ def test_killed_run_resumes_without_repeating_finished_rows(workspace, emulator)
     emulator.configure("cards", latency=0.2)
     command = [sys.executable, "-m", "flows.cli", "card-recommendations", str(users),
                "-o", str(workspace / "out.csv"), "--config", str(config)]
-    victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while emulator.stats("cards")["ok_keys"] < 450 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
+    kill_when(command, lambda: emulator.stats("cards")["ok_keys"] >= 450)
     done_before = emulator.stats("cards")["ok_keys"]
     assert 450 <= done_before < 1000
     assert not (workspace / "out.csv").exists()

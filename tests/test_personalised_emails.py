@@ -1,16 +1,12 @@
 """Personalised emails end to end: Serper + LLM emulators, real anthropic SDK and httpx clients."""
-import asyncio
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
-from prefect.client.orchestration import get_client
 
-from conftest import latest_run_artifacts, read_table, run_cli
+from conftest import kill_when, latest_run_artifacts, read_table, run_cli, server_texts
 from flows.personalised_emails import personalised_emails
 from tasks.samples import leads_frame
 
@@ -138,17 +134,10 @@ def test_killed_run_repeats_at_most_one_chunk_of_llm_calls(workspace, llm):
                "--llm-base-url", llm.url, "--search-base-url", llm.url, "--model", "claude-sonnet-5",
                "--requests-per-minute", "6000", "--searches-per-second", "100", "--chunk-size", "50",
                "--concurrency", "20"]
-    env = {**os.environ, **ENV}
-    victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    deadline = time.monotonic() + 120
-    while llm.stats("anthropic")["total"] < 180 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
+    kill_when(command, lambda: llm.stats("anthropic")["total"] >= 180, ENV)
     before = llm.stats("anthropic")["total"]
     assert 180 <= before < 400
-    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     out = read_table(workspace / "out.csv")
     assert len(out) == 400 and (out.status == "ok").all()
@@ -168,16 +157,5 @@ def test_keys_never_appear_in_logs_artifacts_outputs_or_work_files(workspace, ll
     assert "Finished in state" in result.stdout + result.stderr
     texts = [result.stdout, result.stderr]
     texts += [p.read_bytes().decode(errors="replace") for p in workspace.rglob("*") if p.is_file()]
-
-    async def server_side():
-        async with get_client() as client:
-            logs = await client.read_logs(limit=200, offset=0)
-            artifacts = await client.read_artifacts(limit=200, offset=0)
-            runs = await client.read_flow_runs(limit=50, offset=0)
-        return ([log.message for log in logs], [str(a.data) + str(a.description) for a in artifacts],
-                [str(run.parameters) for run in runs])
-
-    for part in asyncio.run(server_side()):
-        assert part
-        texts += part
+    texts += server_texts()
     assert not [text for text in texts for key in KEYS.values() if key in text]
