@@ -159,3 +159,14 @@ def test_keys_never_appear_in_logs_artifacts_outputs_or_work_files(workspace, ll
     texts += [p.read_bytes().decode(errors="replace") for p in workspace.rglob("*") if p.is_file()]
     texts += server_texts()
     assert not [text for text in texts for key in KEYS.values() if key in text]
+
+
+def test_a_limited_run_projects_the_cost_of_the_whole_file(workspace, llm):
+    leads = leads_frame(200, 100)
+    figures, out = run(workspace, llm, leads, limit=40)
+    assert len(out) == 40 and (out.status == "ok").all()
+    assert llm.stats("serper")["total"] == leads.company[:40].nunique()  # only the companies of those leads
+    assert figures["input_rows"] == 200
+    assert figures["projected_cost_usd"] == pytest.approx(figures["cost_usd"] * 5, rel=1e-3)
+    assert f"projected cost of all 200 rows | ${figures['projected_cost_usd']:,.2f}" in \
+        latest_run_artifacts()["personalised-emails-summary"]
