@@ -39,14 +39,15 @@ SETTINGS = {"chat": {"latency": LLM_LATENCY, "rate_limit": LIMIT_PER_MINUTE, "ra
             "serper": {"latency": SEARCH_LATENCY, "api_key": KEYS["SERPER_API_KEY"]}}
 
 
-def new_way(directory: Path, leads: Path, url: str) -> tuple[float, dict]:
+def new_way(directory: Path, leads: Path, url: str, per_request: int) -> tuple[float, dict]:
     from flows.personalised_emails import personalised_emails
 
     os.environ["BATCHFLOWS_WORK_DIR"] = str(directory / "work")
     started = time.monotonic()
     figures = personalised_emails(str(leads), str(directory / "out.csv"), provider="openai",
                                   llm_base_url=url + "/openai/v1", search_base_url=url,
-                                  requests_per_minute=LIMIT_PER_MINUTE, searches_per_second=100, concurrency=60)
+                                  requests_per_minute=LIMIT_PER_MINUTE, searches_per_second=100,
+                                  concurrency=60 * per_request, leads_per_request=per_request)
     return time.monotonic() - started, figures
 
 
@@ -82,25 +83,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=5000)
     parser.add_argument("--companies", type=int, default=1000)
+    parser.add_argument("--leads-per-request", type=int, default=1, help="leads answered by one LLM call")
+    parser.add_argument("--no-old-way", action="store_true", help="run the flow only")
     args = parser.parse_args()
     os.environ.update(KEYS)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     directory = Path(tempfile.mkdtemp(prefix="bench-emails-"))
     leads = write_leads(directory / "leads.csv", args.leads, args.companies)
-    physical = args.leads / (LIMIT_PER_MINUTE / 60) + LLM_LATENCY + SEARCH_LATENCY
-    bursting = (args.leads - 1) // LIMIT_PER_MINUTE * 60 + LLM_LATENCY + SEARCH_LATENCY
-    print(f"{args.leads:,} leads at {args.companies:,} companies; LLM {LLM_LATENCY} s, limit {LIMIT_PER_MINUTE}/min; "
+    calls = -(-args.leads // args.leads_per_request)
+    physical = calls / (LIMIT_PER_MINUTE / 60) + LLM_LATENCY + SEARCH_LATENCY
+    bursting = (calls - 1) // LIMIT_PER_MINUTE * 60 + LLM_LATENCY + SEARCH_LATENCY
+    print(f"{args.leads:,} leads at {args.companies:,} companies, {args.leads_per_request} per LLM call; "
+          f"LLM {LLM_LATENCY} s, limit {LIMIT_PER_MINUTE}/min; "
           f"search {SEARCH_LATENCY} s; physical limit {physical:.1f} s (bursting a full window each minute: "
           f"{bursting:.1f} s)", flush=True)
     with local_prefect_server(), Emulator(SETTINGS) as emulator:
-        wall, figures = new_way(directory, leads, emulator.url)
+        wall, figures = new_way(directory, leads, emulator.url, args.leads_per_request)
         llm, search = emulator.stats("chat"), emulator.stats("serper")
         research = figures["research"]
         print(f"flow:    {wall:.1f} s wall = {physical / wall:.3f} of the physical limit; {figures['ok']:,} ok, "
               f"{figures['partial']:,} partial, {figures['failed']:,} failed", flush=True)
         print(f"         research {research['seconds']:.1f} s: {search['total']:,} searches; "
               f"LLM: {llm['total']:,} requests, statuses {llm['statuses']}, max in any 60 s {llm['max_60s']}, "
-              f"LLM phase {figures['wall_seconds']:.1f} s", flush=True)
+              f"LLM phase {figures['wall_seconds']:.1f} s; ${figures.get('cost_usd', 0):.4f}", flush=True)
+        if args.no_old_way:
+            return
         emulator.reset()
         old, ok, rows = old_way(leads, emulator.url)
         llm, search = emulator.stats("chat"), emulator.stats("serper")

@@ -28,7 +28,7 @@ def _personalised_emails(args) -> dict:
     options = {name: getattr(args, name) for name in (
         "provider", "model", "write", "limit", "runner", "workers", "llm_base_url", "llm_key_env",
         "requests_per_minute", "tokens_per_minute", "max_tokens", "temperature", "search_key_env",
-        "searches_per_second") if getattr(args, name) is not None}
+        "searches_per_second", "leads_per_request") if getattr(args, name) is not None}
     for name in ("concurrency", "chunk_size", "search_base_url"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     emails.add_argument("--tokens-per-minute", type=float, help="LLM token limit (prompt + max_tokens per call)")
     emails.add_argument("--max-tokens", type=int, help="per completion (default 120 for a line, 400 for a body)")
     emails.add_argument("--temperature", type=float, help="default: the model's own")
+    emails.add_argument("--leads-per-request", type=int, help="leads answered by one LLM call (default 1); "
+                        "give --concurrency at least this times the calls you want in flight")
     emails.add_argument("--prices", help="JSON/YAML price table {model: {input, output}} in USD per million tokens")
     emails.add_argument("--search-base-url", help="Serper endpoint (default https://google.serper.dev)")
     emails.add_argument("--search-key-env", help="env var with the Serper key (default SERPER_API_KEY)")

@@ -56,7 +56,7 @@ async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, sys
         raise RowError(f"research for {key} failed: {cache.failure(key) or 'not done'}", retryable=True)
     values = {**row, "research_summary": found["summary"]}
     values.setdefault("domain", key.removeprefix("company:"))
-    answer = await clients["llm"].complete(system.render(values), user.render(values))
+    answer = await clients["llm"].complete_item(system.render(values), user.render(values))
     text = answer.text.strip().strip('"“”').strip()
     if column == "email_line":
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
@@ -101,6 +101,7 @@ def personalised_emails(
     prices_file: str | None = None, search_base_url: str = "https://google.serper.dev",
     search_key_env: str = "SERPER_API_KEY", search_key_block: str | None = None,
     searches_per_second: float | None = 5, research_max_age_days: float = 30, llm_limit_window: float = 60,
+    leads_per_request: int = 1,
 ) -> dict[str, Any]:
     """Research every lead's company, write its email line/body; output = input + results, in order."""
     if write not in SYSTEM:
@@ -119,7 +120,7 @@ def personalised_emails(
     llm_key = resolve_secret(llm_key_env or PROVIDERS.get(provider, ("", "", ""))[1], llm_key_block, f"{provider} API key")
     llm = LlmSpec(provider, model, llm_key, llm_base_url or "", requests_per_minute, tokens_per_minute,
                   max_tokens or (120 if write == "line" else 400), temperature, price=price,
-                  limit_window=llm_limit_window)
+                  limit_window=llm_limit_window, items_per_request=leads_per_request)
     work_dir = default_work_dir()
     column = f"email_{write}"
     options = {"runner": runner, "workers": workers, "total_concurrency": concurrency, "chunk_size": chunk_size}
@@ -134,7 +135,7 @@ def personalised_emails(
                 f"{research['looked_up']:,} searched, {research['lookups_failed']:,} failed")
 
     version = hashlib.sha256(repr((llm.provider, llm.model, llm.max_tokens, llm.temperature, system.text,
-                                   user.text, column)).encode()).hexdigest()[:16]
+                                   user.text, column, leads_per_request)).encode()).hexdigest()[:16]
     handler = functools.partial(write_email, system=system, user=user, column=column, research_cache=cache_path)
     job = Job("personalised-emails", handler, ("research_summary", column, "input_tokens", "output_tokens",
               "cost_usd"), (llm,), work_dir, key_column="email", version=version,

@@ -8,6 +8,7 @@ prompt becomes a row error.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -26,6 +27,10 @@ PROVIDERS = {  # default endpoint, API-key env var, default model
 }
 PROMPT_TOKENS_HINT = 1000  # a typical prompt's size, kept spare under a tokens/min limit
 CACHE_MIN_TOKENS = 1024  # a system prompt shorter than this cannot be cached by Anthropic
+MULTI_ITEM_RULES = (
+    "\n\nYou get several items, each inside <item id=\"N\">...</item>. Do the task for each item on its own. "
+    "Answer with only a JSON array, one object per item, in any order: [{\"id\": N, \"text\": \"...\"}]."
+)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,28 @@ class Completion:
     cost_usd: float | None = None
 
 
+def _settle(future: asyncio.Future, outcome: Any) -> None:
+    if not future.done():  # a row cancelled meanwhile (run aborted) takes nothing
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def parse_items(text: str) -> dict[int, str]:
+    """id -> text from a multi-item answer (a JSON array, maybe in a code fence); {} if unreadable."""
+    start, end = text.find("["), text.rfind("]")
+    try:
+        items = json.loads(text[start:end + 1]) if 0 <= start < end else []
+    except ValueError:
+        return {}
+    found = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("id"), int) and isinstance(item.get("text"), str):
+            found[item["id"]] = item["text"]
+    return found
+
+
 @dataclass(frozen=True)
 class LlmSpec:
     """Provider, model and limits; `client()` gives the per-chunk `LlmClient` (engine protocol)."""
@@ -138,6 +165,8 @@ class LlmSpec:
     timeout: float = 120.0
     price: Price | None = None
     limit_window: float = 60.0  # seconds the provider counts its limits over
+    items_per_request: int = 1  # >1: several rows' prompts answered by one call (see `complete_item`)
+    batch_wait: float = 0.05  # seconds a partly filled multi-item call waits for more rows
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     name: str = "llm"
 
@@ -153,7 +182,7 @@ class LlmSpec:
         return ApiSpec(self.name, self.base_url, timeout=self.timeout, rate_window=self.limit_window,
                        rate_per_second=per_second(self.requests_per_minute),
                        tokens_per_second=per_second(self.tokens_per_minute),
-                       max_call_tokens=self.max_tokens + PROMPT_TOKENS_HINT,
+                       max_call_tokens=self.items_per_request * (self.max_tokens + PROMPT_TOKENS_HINT),
                        limit_id=f"{self.base_url}#{self.model}", secret_headers=secret, retry=self.retry)
 
     def client(self, concurrency: int, state_dir: str) -> "LlmClient":
@@ -168,6 +197,8 @@ class LlmClient:
         self.stats = api.stats
         self._sdk = None
         self._chars = self._tokens = 0  # calibrates the chars -> tokens estimate from real usage
+        self._waiting: dict[str, list[tuple[str, asyncio.Future]]] = {}  # system prompt -> rows waiting
+        self._calls: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> "LlmClient":
         await self.api.__aenter__()
@@ -186,17 +217,67 @@ class LlmClient:
     def close(self) -> None:
         self.api.close()
 
-    def estimate_tokens(self, prompt_chars: int) -> int:
+    def estimate_tokens(self, prompt_chars: int, max_tokens: int) -> int:
         """What the call counts against a tokens/min limit: prompt tokens + max_tokens."""
         ratio = self._tokens / self._chars if self._chars else 0.25
-        return math.ceil(prompt_chars * max(ratio, 0.25)) + self.spec.max_tokens
+        return math.ceil(prompt_chars * max(ratio, 0.25)) + max_tokens
 
-    async def complete(self, system: str, user: str) -> Completion:
-        tokens = self.estimate_tokens(len(system) + len(user) + 1)
+    async def complete_item(self, system: str, user: str) -> Completion:
+        """One row's completion. With `items_per_request` > 1, rows with the same system prompt
+        share a call (up to that many, or what arrived within `batch_wait`); the call's usage and
+        cost are split between them, and a row the answer does not cover gets a call of its own."""
+        if self.spec.items_per_request <= 1:
+            return await self.complete(system, user)
+        future = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(system, [])
+        waiting.append((user, future))
+        if len(waiting) >= self.spec.items_per_request:
+            self._start(system)
+        elif len(waiting) == 1:
+            asyncio.get_running_loop().call_later(self.spec.batch_wait, self._start, system, waiting)
+        return await future
+
+    def _start(self, system: str, group: list | None = None) -> None:
+        if group is not None and self._waiting.get(system) is not group:
+            return  # that group was already sent
+        items = self._waiting.pop(system, [])
+        if items:
+            call = asyncio.create_task(self._complete_items(system, items))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+
+    async def _complete_items(self, system: str, items: list[tuple[str, asyncio.Future]]) -> None:
+        prompt = "\n\n".join(f'<item id="{n}">\n{user}\n</item>' for n, (user, _) in enumerate(items, 1))
+        texts, answer = {}, None
+        try:
+            answer = await self.complete(system + MULTI_ITEM_RULES, prompt, self.spec.max_tokens * len(items) + 50)
+            texts = parse_items(answer.text)
+        except Exception as error:
+            if not isinstance(error, RowError) or error.retryable:  # FatalError, transient failure: every row
+                for _, future in items:
+                    _settle(future, error)
+                return
+            # a 400 (e.g. the joint prompt is too long): each row gets a call of its own below
+        share = 1 / max(1, sum(1 for n in range(1, len(items) + 1) if n in texts))
+        for n, (_, future) in enumerate(items, 1):
+            if n in texts:
+                _settle(future, Completion(
+                    texts[n], "end" if answer.stop == "length" else answer.stop,
+                    round(answer.input_tokens * share), round(answer.output_tokens * share),
+                    round(answer.cache_write_tokens * share), round(answer.cache_read_tokens * share),
+                    None if answer.cost_usd is None else round(answer.cost_usd * share, 8)))
+        alone = [(user, future) for n, (user, future) in enumerate(items, 1) if n not in texts]
+        results = await asyncio.gather(*(self.complete(system, user) for user, _ in alone), return_exceptions=True)
+        for (_, future), result in zip(alone, results):
+            _settle(future, result)
+
+    async def complete(self, system: str, user: str, max_tokens: int | None = None) -> Completion:
+        max_tokens = max_tokens or self.spec.max_tokens
+        tokens = self.estimate_tokens(len(system) + len(user) + 1, max_tokens)
         if self.spec.provider == "anthropic":
-            answer = await self._anthropic(system, user, tokens)
+            answer = await self._anthropic(system, user, tokens, max_tokens)
         else:
-            answer = await self._openai(system, user, tokens)
+            answer = await self._openai(system, user, tokens, max_tokens)
         self._chars += len(system) + len(user) + 1
         self._tokens += answer.input_tokens + answer.cache_read_tokens + answer.cache_write_tokens
         if self.spec.price is not None:
@@ -204,11 +285,11 @@ class LlmClient:
                                                          answer.cache_write_tokens, answer.cache_read_tokens), 8)
         return answer
 
-    async def _anthropic(self, system: str, user: str, tokens: int) -> Completion:
+    async def _anthropic(self, system: str, user: str, tokens: int, max_tokens: int) -> Completion:
         import anthropic
 
         spec = self.spec
-        params: dict[str, Any] = {"model": spec.model, "max_tokens": spec.max_tokens,
+        params: dict[str, Any] = {"model": spec.model, "max_tokens": max_tokens,
                                   "messages": [{"role": "user", "content": user}]}
         if system:
             block = {"type": "text", "text": system}
@@ -235,10 +316,10 @@ class LlmClient:
         return Completion(text, stop, usage.input_tokens, usage.output_tokens,
                           usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
 
-    async def _openai(self, system: str, user: str, tokens: int) -> Completion:
+    async def _openai(self, system: str, user: str, tokens: int, max_tokens: int) -> Completion:
         spec = self.spec
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        body: dict[str, Any] = {"model": spec.model, "messages": messages, "max_tokens": spec.max_tokens}
+        body: dict[str, Any] = {"model": spec.model, "messages": messages, "max_tokens": max_tokens}
         if spec.temperature is not None:
             body["temperature"] = spec.temperature
         response = await self.api.request("POST", "/chat/completions", tokens=tokens, json=body)

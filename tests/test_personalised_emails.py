@@ -71,6 +71,19 @@ def test_one_search_per_company_and_none_on_rerun(workspace, llm):
     assert len(out) == 320 and (out.status == "ok").all()
 
 
+def test_several_leads_per_call_each_get_their_own_line(workspace, llm):
+    llm.configure("anthropic", latency=0.2)
+    leads = leads_frame(200, 40)
+    figures, out = run(workspace, llm, leads, leads_per_request=10, concurrency=100, chunk_size=100)
+    assert (out.status == "ok").all(), out.error.unique()
+    for row in range(200):
+        assert f"at {leads.company[row].rsplit(' ', 1)[0]} —" in out.email_line[row]
+    calls = llm.stats("anthropic")["total"]
+    assert 20 <= calls <= 30  # ~10 leads a call (a group may leave early after 50 ms)
+    assert figures["requests"] == calls and figures["cost_usd"] > 0
+    assert out.input_tokens.astype(int).between(20, 400).all()  # each lead carries its share of the call
+
+
 def test_request_and_token_limits_hold(workspace, llm):
     llm.configure("anthropic", latency=0.2, rate_limit=40, token_limit=10_000, rate_window=4)
     figures, out = run(workspace, llm, leads_frame(120, 30), requests_per_minute=600, tokens_per_minute=150_000,
@@ -94,7 +107,8 @@ def test_empty_and_cut_completions_are_partial_rows(workspace, llm):
     assert set(out.status) == {"partial"}, out.error.unique() and set(out.error) == {"cut short at max_tokens"}
 
 
-def test_bad_leads_and_too_long_prompts_fail_alone(workspace, llm):
+@pytest.mark.parametrize("leads_per_request", [1, 5])
+def test_bad_leads_and_too_long_prompts_fail_alone(workspace, llm, leads_per_request):
     leads = leads_frame(60, 10)
     leads["notes"] = ""
     leads.loc[3, "email"] = "not-an-email"
@@ -103,7 +117,8 @@ def test_bad_leads_and_too_long_prompts_fail_alone(workspace, llm):
     leads.loc[11, "notes"] = "x" * 600_000  # ~150 K tokens: over the model's context window
     prompt = workspace / "prompt.txt"
     prompt.write_text("Write to {first_name} at {company} ({domain}). Notes: {notes}. {research_summary}")
-    figures, out = run(workspace, llm, leads, provider="openai", prompt_file=str(prompt))
+    figures, out = run(workspace, llm, leads, provider="openai", prompt_file=str(prompt),
+                       leads_per_request=leads_per_request)
     errors = out.error
     assert "column email: 'not-an-email' is not an email address" in errors[3]
     assert "duplicate email" in errors[7] and "first seen at row 7" in errors[7]
