@@ -104,10 +104,12 @@ def personalised_emails(
     leads_per_request: int = 1,
 ) -> dict[str, Any]:
     """Research every lead's company, write its email line/body; output = input + results, in order."""
-    if write not in SYSTEM:
-        raise ValueError(f"write must be 'line' or 'body', not {write!r}")
+    if write not in SYSTEM or provider not in PROVIDERS:
+        raise ValueError(f"write must be 'line' or 'body' (not {write!r}), provider one of {sorted(PROVIDERS)} "
+                         f"(not {provider!r})")
     logger = get_run_logger()
-    model = model or PROVIDERS.get(provider, ("", "", ""))[2]
+    _, key_env, default_model = PROVIDERS[provider]
+    model = model or default_model
     system = PromptTemplate.load(system_file) if system_file else PromptTemplate(SYSTEM[write], "built-in system prompt")
     user = PromptTemplate.load(prompt_file) if prompt_file else PromptTemplate(USER, "built-in prompt")
     columns: list[str] = []
@@ -117,7 +119,7 @@ def personalised_emails(
     price = price_for(model, load_prices(prices_file))
     if price is None:
         logger.warning(f"no price for model {model!r}: cost_usd stays empty (give a prices file)")
-    llm_key = resolve_secret(llm_key_env or PROVIDERS.get(provider, ("", "", ""))[1], llm_key_block, f"{provider} API key")
+    llm_key = resolve_secret(llm_key_env or key_env, llm_key_block, f"{provider} API key")
     llm = LlmSpec(provider, model, llm_key, llm_base_url or "", requests_per_minute, tokens_per_minute,
                   max_tokens or (120 if write == "line" else 400), temperature, price=price,
                   limit_window=llm_limit_window, items_per_request=leads_per_request)

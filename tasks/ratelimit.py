@@ -24,9 +24,9 @@ _MAX_RESLOTS = 4  # after this many late wake-ups in a row, send anyway
 def default_headroom(per_second: float, window: float = 1.0, jitter: float = 0.05, burst: float = 1.0) -> float:
     """The share of the limit to aim at so that arrivals `jitter` seconds late, plus one request
     of `burst` units, still fit in the API's `window` (widened to hold >= 20 such requests):
-    0.93 at 50/s, 0.95 from ~500/s, up to 0.97 for per-minute limits."""
+    0.93 at 50/s, 0.95 from ~500/s, up to 0.99 for per-minute limits."""
     window = max(window, 20.0 * burst / per_second)
-    return min(0.97, (1 - burst / (per_second * window)) / (1 + jitter / window))
+    return min(0.99, (1 - burst / (per_second * window)) / (1 + jitter / window))
 
 
 def limiter_path(state_dir: str | os.PathLike, api_id: str) -> Path:
