@@ -45,6 +45,22 @@ def _personalised_emails(args) -> dict:
     return figures
 
 
+def _book_requests(args) -> dict:
+    from flows.book_requests import book_requests
+
+    path = lambda value: value and str(Path(value).resolve())  # noqa: E731
+    options = {name: getattr(args, name) for name in (
+        "default_region", "dedupe_threshold", "runner", "workers", "concurrency", "chunk_size", "channel",
+        "geocoding_base_url", "messaging_base_url") if getattr(args, name) is not None}
+    figures = book_requests(path(args.input), path(args.history), path(args.output), send=args.send,
+                            template_file=path(args.template_file), **options)
+    reasons = ", ".join(f"{reason} {count:,}" for reason, count in figures["reasons"].items()) or "none"
+    messages = ", ".join(f"{status} {count:,}" for status, count in figures["messages"].items()) or "none"
+    print(f"{figures['accepted']:,} accepted, {figures['rejected']:,} rejected ({reasons}) of "
+          f"{figures['requests']:,} requests; messages: {messages} -> {figures['output_dir']}")
+    return figures
+
+
 def _demo(args) -> dict:
     """Generate users, start the emulators, run card recommendations, print where the output is."""
     from emulators import Emulator
@@ -106,17 +122,33 @@ def main(argv: list[str] | None = None) -> int:
     emails.add_argument("--searches-per-second", type=float, help="Serper request limit (default 5)")
     emails.set_defaults(run=_personalised_emails)
 
+    books = commands.add_parser("book-requests", help="phones, addresses, duplicates, then one message per request")
+    books.add_argument("input", help="request list (.csv/.xlsx) with name, phone, address (book, date, request_id)")
+    books.add_argument("--history", required=True, help="past requests with request_id, name, address (phone)")
+    books.add_argument("-o", "--output", required=True, help="output folder for accepted/rejected/duplicates/messages.csv")
+    books.add_argument("--default-region", help="region for numbers without a country code (default US)")
+    sending = books.add_mutually_exclusive_group()
+    sending.add_argument("--send", action="store_true", help="send the confirmation messages")
+    sending.add_argument("--dry-run", dest="send", action="store_false", help="render them only (the default)")
+    books.add_argument("--dedupe-threshold", type=float, help="combined similarity 0-1 for a duplicate (default 0.9)")
+    books.add_argument("--channel", choices=("sms", "email"), help="message channel (default sms)")
+    books.add_argument("--template-file", help="message template with {name}, {book}, {formatted_address} ...")
+    books.add_argument("--geocoding-base-url", help="default https://maps.googleapis.com (key: GOOGLE_MAPS_API_KEY)")
+    books.add_argument("--messaging-base-url", help="the SMS/email provider (key: MESSAGING_API_KEY)")
+    books.set_defaults(run=_book_requests)
+
     demo = commands.add_parser("demo", help="run card recommendations on generated users against the emulators")
     demo.add_argument("--rows", type=int, default=3000)
     demo.add_argument("--dir", help="where to write the sample input and output (default: a new temp dir)")
     demo.set_defaults(run=_demo, limit=None, concurrency=None, chunk_size=None)
 
-    for sub in (cards, emails, demo):
+    for sub in (cards, emails, books, demo):
         sub.add_argument("--runner", default="thread", help="thread (default), dask, or tcp://host:port of a Dask scheduler")
         sub.add_argument("--workers", type=int, help="chunks run at once (threads or Dask processes)")
-    for sub in (cards, emails):
+    for sub in (cards, emails, books):
         sub.add_argument("--concurrency", type=int, help="requests in flight for the whole run")
         sub.add_argument("--chunk-size", type=int, help="rows per Prefect task")
+    for sub in (cards, emails):
         sub.add_argument("--limit", type=int, help="process only the first N rows (a test-size run)")
 
     args = parser.parse_args(argv)
@@ -137,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FatalError, InputError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"batchflows: error: {error}", file=sys.stderr)
         return 1
-    failed = figures["failed"]
-    partial = f"{figures['partial']:,} partial, " if figures.get("partial") else ""
-    print(f"{figures['ok']:,} ok, {partial}{failed:,} failed (reasons in the 'error' column) of {figures['rows']:,} rows "
-          f"in {figures['wall_seconds']} s -> {figures['output']}")
+    if "failed" in figures:
+        partial = f"{figures['partial']:,} partial, " if figures.get("partial") else ""
+        print(f"{figures['ok']:,} ok, {partial}{figures['failed']:,} failed (reasons in the 'error' column) of "
+              f"{figures['rows']:,} rows in {figures['wall_seconds']} s -> {figures['output']}")
     return 0
 
 

@@ -46,7 +46,9 @@ class ApiSpec:
     limit_id: str = ""  # what shares one budget (default: the base URL)
     headers: dict[str, str] = field(default_factory=dict)
     secret_headers: dict[str, Secret] = field(default_factory=dict)
+    secret_params: dict[str, Secret] = field(default_factory=dict)  # keys sent in the query (Google's `key`)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    status_of: Callable[[Any], int] | None = None  # the effective status of an answer (module-level function)
 
     def limiter(self, state_dir: str, per_second: float | None, kind: str = "", burst: float = 1) -> RateLimiter | None:
         if not per_second:
@@ -56,10 +58,11 @@ class ApiSpec:
 
     def client(self, concurrency: int, state_dir: str) -> ApiClient:
         headers = {**self.headers, **{k: v.reveal() for k, v in self.secret_headers.items()}}
-        return ApiClient(self.base_url, headers=headers, timeout=self.timeout, concurrency=concurrency,
+        params = {k: v.reveal() for k, v in self.secret_params.items()}
+        return ApiClient(self.base_url, headers=headers, params=params, timeout=self.timeout, concurrency=concurrency,
                          limiter=self.limiter(state_dir, self.rate_per_second),
                          token_limiter=self.limiter(state_dir, self.tokens_per_second, "#tokens", self.max_call_tokens),
-                         retry=self.retry)
+                         retry=self.retry, status_of=self.status_of)
 
 
 @dataclass

@@ -276,3 +276,19 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
     logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['partial']:,} partial, {counts['failed']:,} failed of {total_rows:,} rows "
                 f"in {duration(seconds)}; output {output_path}")
     return figures
+
+
+def run_job_on_frame(job: Job, frame: pd.DataFrame, **options: Any) -> tuple[dict[str, Any], pd.DataFrame]:
+    """`run_job` over an in-memory table (written under the work dir, named by its content, so a
+    rerun with the same rows resumes); returns the figures and the output rows in order."""
+    folder = Path(job.work_dir) / "frames" / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:20]
+    source, output = folder / f"{digest}.csv", folder / f"{digest}.out.jsonl"
+    frame.to_csv(source, index=False)
+    try:
+        figures = run_job(job, source, output, **options)
+        return figures, pd.read_json(output, lines=True, dtype=False) if output.stat().st_size else frame.iloc[:0]
+    finally:
+        source.unlink(missing_ok=True)
+        output.unlink(missing_ok=True)

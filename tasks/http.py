@@ -118,7 +118,7 @@ def retry_after_seconds(response) -> float | None:
             return None
 
 
-def error_text(response, limit: int = 300) -> str:
+def error_text(response, limit: int = 300, status: int | None = None) -> str:
     """A short, key-free description of an error answer: status plus the API's own message."""
     try:
         body = response.json()
@@ -126,7 +126,7 @@ def error_text(response, limit: int = 300) -> str:
         body = response.text.strip()
     detail: Any = body
     if isinstance(body, dict):
-        detail = body.get("detail") or body.get("error") or body.get("message") or body
+        detail = body.get("detail") or body.get("error") or body.get("message") or body.get("error_message") or body
         if isinstance(detail, dict):
             detail = detail.get("message") or detail
     if isinstance(detail, list):  # pydantic-style validation errors
@@ -134,7 +134,7 @@ def error_text(response, limit: int = 300) -> str:
             f"{'.'.join(str(p) for p in item.get('loc', [])[1:]) or 'body'}: {item.get('msg')}"
             if isinstance(item, dict) else str(item) for item in detail
         )
-    return f"HTTP {response.status_code}: {str(detail)[:limit]}"
+    return f"HTTP {status or response.status_code}: {str(detail)[:limit]}"
 
 
 class ErrorAnswer(Exception):
@@ -157,13 +157,16 @@ class ApiClient:
         base_url: str,
         *,
         headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
         timeout: float = 30.0,
         concurrency: int = 50,
         limiter: RateLimiter | None = None,
         token_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
+        status_of: Callable[[Any], int] | None = None,
     ):
-        self.base_url, self.headers, self.timeout = base_url, headers or {}, timeout
+        self.base_url, self.headers, self.params, self.timeout = base_url, headers or {}, params or {}, timeout
+        self.status_of = status_of  # for APIs that put the outcome in the body (Google: HTTP 200 + "status")
         self.concurrency, self.limiter, self.token_limiter = concurrency, limiter, token_limiter
         self.retry = retry or RetryPolicy()
         self.stats = CallStats()
@@ -172,7 +175,7 @@ class ApiClient:
     async def __aenter__(self) -> "ApiClient":
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=self.headers, timeout=self.timeout,
+            base_url=self.base_url, headers=self.headers, params=self.params, timeout=self.timeout,
             transport=AiohttpTransport(limits=limits),
         )
         return self
@@ -230,13 +233,13 @@ class ApiClient:
         except (httpx.TransportError, ConnectionError) as error:
             self.stats.connection_errors += 1
             return False, f"connection error: {type(error).__name__}: {error}"[:300], None
-        status = getattr(result, "status_code", 200)
+        status = self.status_of(result) if self.status_of else getattr(result, "status_code", 200)
         if status < 400:
             return True, result, None
         if status in FATAL_STATUSES:
-            raise FatalError(f"{error_text(result)} from {self.base_url}: check the API key and its permissions")
+            raise FatalError(f"{error_text(result, status=status)} from {self.base_url}: check the API key and its permissions")
         if status not in RETRY_STATUSES:
-            raise RowError(error_text(result))
+            raise RowError(error_text(result, status=status))
         wait = retry_after_seconds(result)
         if status == 429:
             self.stats.throttled += 1
@@ -246,4 +249,4 @@ class ApiClient:
             self.stats.server_errors += status >= 500
         if wait is not None:
             wait += random.uniform(0, 0.1 * wait + 0.05)  # de-synchronise the herd
-        return False, error_text(result), wait
+        return False, error_text(result, status=status), wait

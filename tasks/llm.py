@@ -178,7 +178,7 @@ class LlmSpec:
     @property
     def api(self) -> ApiSpec:
         per_second = lambda per_minute: per_minute / 60 if per_minute else None  # noqa: E731
-        secret = {"Authorization": Secret(f"Bearer {self.api_key.reveal()}")} if self.provider == "openai" else {}
+        secret = {"Authorization": self.api_key.bearer()} if self.provider == "openai" else {}
         return ApiSpec(self.name, self.base_url, timeout=self.timeout, rate_window=self.limit_window,
                        rate_per_second=per_second(self.requests_per_minute),
                        tokens_per_second=per_second(self.tokens_per_minute),

@@ -4,7 +4,6 @@ the answers; a rerun, or another file with the same keys, costs no request.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.chunk import Job
-from tasks.engine import run_job
+from tasks.engine import run_job_on_frame
 
 
 class LookupCache:
@@ -65,26 +64,14 @@ def cached_lookup(job: Job, items: pd.DataFrame, cache: LookupCache, **run_optio
     keys = items["key"].tolist()
     missing = items[~items["key"].isin(cache.get(keys).keys())]
     figures: dict[str, Any] = {"keys": len(keys), "cache_hits": len(keys) - len(missing), "looked_up": 0,
-                               "lookups_failed": 0, "requests": 0}
+                               "lookups_failed": 0, "requests": 0, "http_429": 0, "seconds": 0.0}
     if missing.empty:
         return figures
-    folder = Path(job.work_dir) / "lookups" / job.name
-    folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(pd.util.hash_pandas_object(missing, index=False).to_numpy().tobytes()).hexdigest()[:20]
-    pending, output = folder / f"{digest}.csv", folder / f"{digest}.out.jsonl"
-    missing.to_csv(pending, index=False)
-    run = run_job(job, pending, output, **run_options)
-    answers, failures = {}, {}
-    with open(output, encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            if record["status"] == "ok":
-                answers[record["key"]] = {name: record.get(name) for name in job.result_columns}
-            else:
-                failures[record["key"]] = record["error"]
-    cache.put(answers, failures)
-    pending.unlink()
-    output.unlink()
-    figures.update(looked_up=len(answers), lookups_failed=len(failures), requests=run["requests"],
+    run, out = run_job_on_frame(job, missing, **run_options)
+    ok = out["status"] == "ok"
+    answers = {record["key"]: {name: record.get(name) for name in job.result_columns}
+               for record in out[ok].to_dict("records")}
+    cache.put(answers, dict(zip(out.loc[~ok, "key"], out.loc[~ok, "error"])))
+    figures.update(looked_up=len(answers), lookups_failed=int((~ok).sum()), requests=run["requests"],
                    http_429=run["http_429"], seconds=run["wall_seconds"])
     return figures

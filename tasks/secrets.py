@@ -17,6 +17,10 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
+    def bearer(self) -> "Secret":
+        """The value as an `Authorization` header value."""
+        return Secret(f"Bearer {self._value}")
+
     def __repr__(self) -> str:
         return "Secret('********')"
 
