@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from emulators import cards, chat, claude, serper
+from emulators import cards, chat, claude, geocoding, messaging, serper
 from emulators.faults import ApiFaults
 
-API_MODULES = [cards, serper, chat, claude]
+API_MODULES = [cards, serper, chat, claude, geocoding, messaging]
 
 
 def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
@@ -20,7 +20,8 @@ def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
     unknown = set(settings) - {module.NAME for module in API_MODULES}
     if unknown:
         raise ValueError(f"unknown emulated APIs: {sorted(unknown)}")
-    apis = {module.NAME: ApiFaults(module.NAME, settings.get(module.NAME)) for module in API_MODULES}
+    apis = {module.NAME: ApiFaults(module.NAME, settings.get(module.NAME), getattr(module, "COUNTERS", ()))
+            for module in API_MODULES}
 
     def lookup(request: Request) -> ApiFaults:
         return apis[request.path_params["api"]]

@@ -34,6 +34,7 @@ class Settings:
     empty_rate: float = 0.0  # LLM APIs: probability of an empty completion
     hang_rate: float = 0.0  # probability that a request never answers (until hang_seconds)
     hang_seconds: float = 600.0
+    lose_answer_rate: float = 0.0  # messaging: deliver, then lose the answer (error_statuses; 504 hangs)
     slow_keys: list[str] = field(default_factory=list)  # keys (e.g. user_ids) answered after slow_latency
     slow_latency: float = 0.0
     api_key: str | None = None  # None: any key accepted
@@ -58,8 +59,8 @@ class Rejection(Exception):
 class ApiFaults:
     """Settings + accounting for one API. All methods run on the server's event loop."""
 
-    def __init__(self, name: str, initial: dict[str, Any] | None = None):
-        self.name, self.initial = name, dict(initial or {})
+    def __init__(self, name: str, initial: dict[str, Any] | None = None, counters: tuple[str, ...] = ()):
+        self.name, self.initial, self.counter_names = name, dict(initial or {}), counters
         self.generation = self.in_flight = 0  # in_flight is a live gauge: a reset leaves it alone
         self.reset()
 
@@ -76,6 +77,8 @@ class ApiFaults:
         self.ok_by_key: Counter[str] = Counter()  # 2xx answers per key
         self.max_in_flight = 0
         self.hangs = 0
+        self.counters: Counter[str] = Counter(dict.fromkeys(self.counter_names, 0))  # API-specific, in stats
+        self.memory: dict[str, Any] = {}  # API-specific state (e.g. idempotent answers)
         self._admitted: deque[float] = deque()
         self._admitted_tokens: deque[tuple[float, int]] = deque()
         self._rng = random.Random(self.settings.seed)
@@ -136,6 +139,9 @@ class ApiFaults:
     def chance(self, probability: float) -> bool:
         return bool(probability) and self._rng.random() < probability
 
+    def pick(self, options: list[Any]) -> Any:
+        return self._rng.choice(options)
+
     def _latency(self) -> float:
         s, rng = self.settings, self._rng
         if s.latency_dist == "uniform":
@@ -149,11 +155,12 @@ class ApiFaults:
         seconds = max(1, math.ceil(wait))
         return Rejection(429, {"error": "rate_limited", "detail": detail}, {"Retry-After": str(seconds)})
 
-    def record(self, key: str | None, status: int, generation: int) -> None:
+    def record(self, key: str | None, status: int, generation: int, ok: bool | None = None) -> None:
+        """Count an answer; `ok` (default: a 2xx status) is False for errors sent as HTTP 200."""
         if generation != self.generation:
             return
         self.statuses[status] += 1
-        if key is not None and 200 <= status < 300:
+        if key is not None and (200 <= status < 300 if ok is None else ok):
             self.ok_by_key[key] += 1
 
     def max_in_window(self, window: float = 1.0, weights: array | None = None) -> int:
@@ -191,5 +198,6 @@ class ApiFaults:
             "ok_keys": len(self.ok_by_key),
             "max_in_flight": self.max_in_flight,
             "hangs": self.hangs,
+            **self.counters,
             "settings": asdict(self.settings),
         }

@@ -18,11 +18,13 @@ async def guarded(
     tokens: int = 0,
     error_body: Callable[[int, Any], Any] | None = None,
     headers: dict[str, str] | None = None,
+    on_rejection: Callable[[Rejection], Rejection] | None = None,
 ) -> Response:
     """Run the fault gate, then `answer()` -> (status, JSON body); record the outcome.
 
     `error_body(status, generic_body)` lets an API answer failures in its own error shape;
-    `headers` are added to every answer (e.g. rate-limit headers)."""
+    `on_rejection(rejection)` replaces a gate rejection wholesale (status, body, headers: e.g. Google's
+    HTTP 200 + error status); `headers` are added to every answer (e.g. rate-limit headers)."""
     generation = faults.generation
     faults.in_flight += 1
     faults.max_in_flight = max(faults.max_in_flight, faults.in_flight)
@@ -32,15 +34,18 @@ async def guarded(
         except Rejection as injected:  # the gate's generic body, in this API's error shape
             if error_body is not None:
                 injected.body = error_body(injected.status, injected.body)
+            if on_rejection is not None:
+                raise on_rejection(injected) from None
             raise
         status, body = await answer()
+        ok = None
         response = JSONResponse(body, status_code=status, headers=headers)
     except Rejection as rejection:
-        status = rejection.status
+        status, ok = rejection.status, False
         response = JSONResponse(rejection.body, status_code=status, headers={**(headers or {}), **rejection.headers})
     finally:
         faults.in_flight -= 1
-    faults.record(key, status, generation)
+    faults.record(key, status, generation, ok)
     return response
 
 
