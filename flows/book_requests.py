@@ -1,0 +1,179 @@
+"""Book requests: check each request's phone and address, find duplicates against the history and
+within the batch, and send one confirmation message per accepted request, exactly once.
+
+Outputs in OUTDIR: accepted.csv, rejected.csv (with every reason), duplicates.csv (pairs with
+scores and the matched history id) and messages.csv (status and provider id, or `dry-run`).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+
+from tasks.chunk import ApiSpec, Job
+from tasks.dedupe import check_history_columns, find_duplicates
+from tasks.engine import default_work_dir, run_job_on_frame
+from tasks.geocoding import RESULT_COLUMNS as GEO_COLUMNS, address_key, geocode, status_of
+from tasks.http import RetryPolicy
+from tasks.llm import PromptTemplate
+from tasks.lookups import LookupCache, cached_lookup
+from tasks.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS, idempotency_key, send_message
+from tasks.phones import check_phones, fast_e164
+from tasks.progress import publish_summary, summary_markdown
+from tasks.secrets import resolve_secret
+from tasks.tables import OutputWriter, read_chunks
+
+REQUIRED = ("name", "phone", "address")
+TEMPLATE = ("Hi {name}, we received your request for \"{book}\". We will send it to {formatted_address}. "
+            "Reference {request_id}.")
+
+
+def read_all(path: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    return pd.concat(list(read_chunks(path, 50_000, required=required)), ignore_index=True)
+
+
+@task(name="check-phones")
+def phones_step(requests: pd.DataFrame, region: str) -> pd.DataFrame:
+    return check_phones(requests["phone"], region)
+
+
+@task(name="find-duplicates")
+def duplicates_step(candidates: pd.DataFrame, history_path: str, threshold: float, region: str) -> pd.DataFrame:
+    history = read_all(history_path)
+    history["phone_e164"] = fast_e164(history.get("phone", pd.Series("", index=history.index)), region)
+    return find_duplicates(candidates, history, threshold)
+
+
+def request_ids(requests: pd.DataFrame) -> pd.Series:
+    """The input's request_id, else a digest of the row (stable across reruns)."""
+    if "request_id" in requests and requests["request_id"].astype(str).str.strip().ne("").all():
+        return requests["request_id"].astype(str)
+    text = requests[[c for c in requests.columns if not c.startswith("_")]].astype(str).agg("\x1f".join, axis=1)
+    return "R" + text.map(lambda t: hashlib.sha256(t.encode()).hexdigest()[:12])
+
+
+@flow(name="book-requests")
+def book_requests(
+    input_path: str, history_path: str, output_dir: str, default_region: str = "US", send: bool = False,
+    dedupe_threshold: float = 0.9, runner: str = "thread", workers: int | None = None, concurrency: int = 50,
+    chunk_size: int = 200, channel: str = "sms", template_file: str | None = None,
+    geocoding_base_url: str = "https://maps.googleapis.com", geocoding_key_env: str = "GOOGLE_MAPS_API_KEY",
+    geocoding_key_block: str | None = None, geocoding_per_second: float = 50,
+    messaging_base_url: str = "https://api.messaging.example", messaging_key_env: str = "MESSAGING_API_KEY",
+    messaging_key_block: str | None = None, messages_per_second: float = 20,
+) -> dict[str, Any]:
+    """Validate, dedupe and confirm a batch of book requests; write the four CSVs to `output_dir`."""
+    logger, timings, started = get_run_logger(), {}, time.monotonic()
+    out_dir, work_dir = Path(output_dir), default_work_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    template = PromptTemplate.load(template_file) if template_file else PromptTemplate(TEMPLATE, "built-in template")
+    options = {"runner": runner, "workers": workers, "total_concurrency": concurrency, "chunk_size": chunk_size}
+    check_history_columns(list(next(read_chunks(history_path, 1)).columns), history_path)
+    requests = read_all(input_path, REQUIRED)
+    template.check([*requests.columns, "request_id", *GEO_COLUMNS, "phone_e164"], f"the columns of {Path(input_path).name}")
+    requests["request_id"] = request_ids(requests)
+    reasons: dict[int, list[str]] = {i: [e] for i, e in requests["_input_error"].items() if e}
+    timings["read"] = time.monotonic() - started
+
+    step = time.monotonic()
+    requests = requests.join(phones_step(requests, default_region))
+    for i, error in requests["phone_error"].items():
+        if error:
+            reasons.setdefault(i, []).append(f"invalid phone: {error}")
+    timings["phones"] = time.monotonic() - step
+
+    step = time.monotonic()
+    keys = requests["address"].map(address_key)
+    requests["address_key"] = keys.str[0]
+    key = resolve_secret(geocoding_key_env, geocoding_key_block, "Google Maps API key")
+    geo = ApiSpec("geocoding", geocoding_base_url.rstrip("/"), rate_per_second=geocoding_per_second,
+                  secret_params={"key": key}, status_of=status_of)
+    geo_job = Job("geocoding", geocode, GEO_COLUMNS, (geo,), work_dir, key_column="key")
+    open_rows = ~requests.index.isin(list(reasons)) & (requests["address_key"] != "")  # no paid call for a rejected row
+    wanted = requests.loc[open_rows, ["address_key", "address"]].drop_duplicates("address_key")
+    cache = LookupCache(Path(work_dir) / "cache" / "geocoding.sqlite", max_age_days=90)
+    geocoding = cached_lookup(geo_job, wanted.rename(columns={"address_key": "key"}), cache, **options)
+    answers = cache.get(requests["address_key"].tolist())
+    for i, (address, problem) in keys.items():
+        found = answers.get(address)
+        if i in reasons and not problem:
+            continue
+        if problem:
+            reasons.setdefault(i, []).append(f"invalid address: {problem}")
+        elif found is None:
+            reasons.setdefault(i, []).append(f"address check failed: {cache.failure(address) or 'not done'}")
+        elif not found["found"]:
+            reasons.setdefault(i, []).append("address not found")
+    geo_frame = pd.DataFrame([answers.get(k) or {} for k in requests["address_key"]], index=requests.index)
+    requests = requests.join(geo_frame.reindex(columns=list(GEO_COLUMNS)))
+    timings["addresses"] = time.monotonic() - step
+
+    step = time.monotonic()
+    valid = requests[~requests.index.isin(list(reasons))]
+    pairs = duplicates_step(valid, history_path, dedupe_threshold, default_region)
+    best = pairs[pairs["best"]].set_index("row")["reason"]
+    for i, row in valid["_row"].items():
+        if row in best.index:
+            reasons.setdefault(i, []).append(best[row])
+    timings["duplicates"] = time.monotonic() - step
+
+    step = time.monotonic()
+    accepted = requests[~requests.index.isin(list(reasons))].copy()
+    version = hashlib.sha256(template.text.encode()).hexdigest()[:8]
+    messages = pd.DataFrame({
+        "request_id": accepted["request_id"], "to": accepted["phone_e164"], "channel": channel,
+        "body": [template.render(r) for r in accepted.to_dict("records")],
+        "idempotency_key": [idempotency_key(r, version) for r in accepted["request_id"]],
+    })
+    if send and len(messages):
+        api_key = resolve_secret(messaging_key_env, messaging_key_block, "messaging API key")
+        provider = ApiSpec("messaging", messaging_base_url.rstrip("/"), rate_per_second=messages_per_second,
+                           secret_headers={"Authorization": api_key.bearer()}, retry=RetryPolicy(max_attempts=1))
+        handler = functools.partial(send_message, outbox=str(Path(work_dir) / "outbox" / "messages.sqlite"))
+        job = Job("book-messages", handler, MESSAGE_COLUMNS, (provider,), work_dir, key_column="idempotency_key")
+        _, messages = run_job_on_frame(job, messages, **options)
+        messages["status"] = messages["status"].replace({"ok": "sent"})
+    else:
+        messages = messages.assign(status="dry-run", message_status="", provider_id="", error="")
+    timings["messages"] = time.monotonic() - step
+
+    columns = [c for c in requests.columns if not c.startswith("_") and c not in ("address_key", "phone_error")]
+    rejected = requests[requests.index.isin(list(reasons))][columns].copy()
+    rejected["reasons"] = ["; ".join(reasons[i]) for i in rejected.index]
+    for name, frame in (("accepted", accepted[columns]), ("rejected", rejected), ("duplicates", pairs),
+                        ("messages", messages)):
+        writer = OutputWriter(out_dir / f"{name}.csv")
+        writer.write(frame)
+        writer.close()
+    figures = _summarise(requests, accepted, rejected, pairs, messages, geocoding, timings, out_dir, started)
+    logger.info(f"book-requests: {figures['accepted']:,} accepted, {figures['rejected']:,} rejected of "
+                f"{figures['requests']:,}; outputs in {out_dir}")
+    return figures
+
+
+def reason_kind(reason: str) -> str:
+    """'duplicate of history request H12 (...)' -> 'duplicate of a past request', 'invalid phone: …' -> 'invalid phone'."""
+    if reason.startswith("duplicate of"):
+        return "duplicate of a past request" if "history" in reason else "duplicate within the batch"
+    head = reason.split(":")[0]
+    return "unreadable row" if " row " in head else head
+
+
+def _summarise(requests, accepted, rejected, pairs, messages, geocoding, timings, out_dir, started) -> dict[str, Any]:
+    by_reason = rejected["reasons"].str.split("; ").explode().map(reason_kind).value_counts()
+    sent = messages["status"].value_counts().to_dict() if len(messages) else {}
+    figures = {"requests": len(requests), "accepted": len(accepted), "rejected": len(rejected),
+               "duplicate_pairs": len(pairs), "messages": sent, "reasons": by_reason.to_dict(),
+               "geocoding": geocoding, "timings": {k: round(v, 2) for k, v in timings.items()},
+               "wall_seconds": round(time.monotonic() - started, 2), "output_dir": str(out_dir)}
+    facts = {"requests": f"{len(requests):,}", "accepted": f"{len(accepted):,}", "rejected": f"{len(rejected):,}",
+             "duplicate pairs": f"{len(pairs):,}", "messages": ", ".join(f"{k} {v:,}" for k, v in sent.items()) or "-",
+             "addresses looked up (cache hits)": f"{geocoding['looked_up']:,} ({geocoding['cache_hits']:,})",
+             **{f"time: {k}": f"{v:.1f} s" for k, v in timings.items()}, "outputs": f"`{out_dir}`"}
+    publish_summary("book-requests", summary_markdown("book-requests run summary", facts, by_reason.to_dict()))
+    return figures

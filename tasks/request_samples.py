@@ -1,0 +1,307 @@
+"""Labelled book-request samples for the dedupe tests and benchmark.
+
+Every row carries an `entity` label: one person at one place (tasks.dedupe ignores the column). A new
+row is a true duplicate when its entity is in the history or earlier in the batch.
+
+Rows are typed by people: names with typos, swapped order ("Smith, John"), case, dropped accents or
+middle initials; addresses with St/Street, N/North, Apt/#/Unit, full state names, typos, missing
+zip, city or street type; phones in several formats, missing or changed. Hard non-duplicates are new
+entities: a family member at the same address (same surname, other first name, often the same
+phone), a neighbour on the same street (another house number, sometimes with the same name), a
+namesake in another city, and a namesake at the same house number and street in another city.
+"""
+from __future__ import annotations
+
+import random
+import unicodedata
+from collections import defaultdict
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+FIRST = ("James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara Richard Susan "
+         "Joseph Jessica Thomas Sarah Charles Karen Christopher Nancy Daniel Lisa Matthew Betty Anthony Margaret "
+         "Mark Sandra Donald Ashley Steven Kimberly Paul Emily Andrew Donna Joshua Michelle Kenneth Carol Kevin "
+         "Amanda Brian Melissa George Deborah Timothy Stephanie Ronald Rebecca Edward Laura Jason Sharon Jeffrey "
+         "Cynthia Ryan Kathleen Jacob Amy Gary Angela Nicholas Shirley Eric Anna Jonathan Brenda Stephen Pamela "
+         "Larry Emma Justin Nicole Scott Helen Brandon Samantha Benjamin Katherine Samuel Christine Gregory "
+         "Debra Alexander Rachel Frank Carolyn Raymond Janet Patrick Catherine Jack Maria Dennis Heather Jerry "
+         "Diane Tyler Ruth Aaron Julie José Olivia Adam Joyce Nathan Virginia Henry Victoria Douglas Kelly "
+         "Zachary Lauren Peter Christina Kyle Joan Ethan Evelyn Walter Judith Noah Megan Jeremy Andrea Christian "
+         "Cheryl Keith Hannah Roger Jacqueline Terry Martha Gerald Gloria Harold Teresa Sean Ann Austin Sara "
+         "Carl Madison Arthur Frances Lawrence Kathryn Dylan Janice Jesse Jean Jordan Abigail Bryan Alice Billy "
+         "Judy Joe Sophia Bruce Grace Gabriel Denise Logan Amber Albert Doris Willie Marilyn Alan Danielle Juan "
+         "Beverly Wayne Isabella Elijah Theresa Randy Diana Roy Natalie Vincent Brittany Ralph Charlotte Eugene "
+         "Marie Russell Kayla Bobby Alexis Mason Lori Philip Renée Zoë François Chloé Björn Søren Ramón Inés "
+         "Léa Ángel").split()
+LAST = ("Smith Johnson Williams Brown Jones García Miller Davis Rodríguez Martínez Hernández López González "
+        "Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Pérez Thompson White Harris Sánchez Clark "
+        "Ramírez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams "
+        "Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts Gómez Phillips Evans Turner Díaz Parker Cruz "
+        "Edwards Collins Reyes Stewart Morris Morales Murphy Cook Rogers Gutiérrez Ortiz Morgan Cooper Peterson "
+        "Bailey Reed Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chávez Wood James Bennett Gray "
+        "Mendoza Ruiz Hughes Price Álvarez Castillo Sanders Patel Myers Long Ross Foster Jiménez Powell Jenkins "
+        "Perry Russell Sullivan Bell Coleman Butler Henderson Barnes Fisher Vásquez Simmons Romero Jordan "
+        "Patterson Alexander Hamilton Graham Reynolds Griffin Wallace Moreno West Cole Hayes Bryant Herrera "
+        "Gibson Ellis Tran Medina Aguilar Stevens Murray Ford Castro Marshall Owens Harrison Fernández McDonald "
+        "Woods Washington Kennedy Wells Vargas Henry Chen Freeman Webb Tucker Guzmán Burns Crawford Olson "
+        "Simpson Porter Hunter Gordon Mendez Silva Shaw Snyder Mason Dixon Muñoz Hunt Hicks Holmes Palmer "
+        "Wagner Black Robertson Boyd Rose Stone Salazar Fox Warren Mills Meyer Rice Schmidt Garza Daniels "
+        "Ferguson Nichols Stephens Soto Weaver Ryan Gardner Payne Grant Dunn O'Brien O'Connor Müller "
+        "Nowak Kowalski Schäfer Dubois Lefèvre Østergaard García-López Smith-Jones").split()
+STREETS = ("Main Oak Maple Cedar Pine Elm Washington Lake Hill Park Walnut Sunset Lincoln Jackson Church Willow "
+           "Highland Meadow Forest River Spring Ridge Franklin Adams Madison Jefferson Chestnut Dogwood Hickory "
+           "Magnolia Lakeview Center Mill Railroad Prospect Valley Woodland Birch Cherry Laurel Sycamore Grant "
+           "Union Broad Market Water Front Bridge Harbor Orchard Colonial Greenwood Fairview Kingston Princeton "
+           "Cambridge Oxford Hawthorne Juniper Aspen Spruce Poplar Holly Ivy Rosewood Sherwood Westwood "
+           "Riverside Hillcrest Lakeshore Bayview Mountain Canyon Mesa Desert Prairie Heritage Liberty Victory "
+           "Pleasant Garden Mulberry Locust Beech Linden Vine Wildwood Briarwood Foxhill Stonebridge").split()
+TYPES = [("Street", "St"), ("Avenue", "Ave"), ("Road", "Rd"), ("Boulevard", "Blvd"), ("Drive", "Dr"),
+         ("Lane", "Ln"), ("Court", "Ct"), ("Place", "Pl"), ("Terrace", "Ter"), ("Way", "Way")]
+DIRECTIONS = [("North", "N"), ("South", "S"), ("East", "E"), ("West", "W")]
+# city, state code, state name, first three zip digits, area code
+CITIES = [tuple(entry.split("|")) for entry in """\
+Springfield|IL|Illinois|627|217;Chicago|IL|Illinois|606|312;Austin|TX|Texas|787|512;Houston|TX|Texas|770|713;\
+Dallas|TX|Texas|752|214;Boston|MA|Massachusetts|021|617;Worcester|MA|Massachusetts|016|508;\
+Denver|CO|Colorado|802|303;Boulder|CO|Colorado|803|720;Miami|FL|Florida|331|305;Orlando|FL|Florida|328|407;\
+Tampa|FL|Florida|336|813;Seattle|WA|Washington|981|206;Spokane|WA|Washington|992|509;Portland|OR|Oregon|972|503;\
+Eugene|OR|Oregon|974|541;Phoenix|AZ|Arizona|850|602;Tucson|AZ|Arizona|857|520;Atlanta|GA|Georgia|303|404;\
+Savannah|GA|Georgia|314|912;New York|NY|New York|100|212;Buffalo|NY|New York|142|716;Albany|NY|New York|122|518;\
+Newark|NJ|New Jersey|071|973;Trenton|NJ|New Jersey|086|609;Philadelphia|PA|Pennsylvania|191|215;\
+Pittsburgh|PA|Pennsylvania|152|412;Columbus|OH|Ohio|432|614;Cleveland|OH|Ohio|441|216;Detroit|MI|Michigan|482|313;\
+Lansing|MI|Michigan|489|517;Charlotte|NC|North Carolina|282|704;Raleigh|NC|North Carolina|276|919;\
+Nashville|TN|Tennessee|372|615;Memphis|TN|Tennessee|381|901;Minneapolis|MN|Minnesota|554|612;\
+St. Louis|MO|Missouri|631|314;Kansas City|MO|Missouri|641|816;Salt Lake City|UT|Utah|841|801;\
+Las Vegas|NV|Nevada|891|702;San Diego|CA|California|921|619;Oakland|CA|California|946|510""".split(";")]
+BOOKS = ["Dune", "Beloved", "Middlemarch", "The Hobbit", "Invisible Man", "Emma", "Ulysses", "Persuasion",
+         "Things Fall Apart", "The Road", "Moby-Dick", "Jane Eyre", "Native Son", "Kindred", "Dracula"]
+KEYBOARD = "qwertyuiop asdfghjkl zxcvbnm".split()
+PEOPLE_COLUMNS = ["first", "middle", "last", "house", "direction", "street", "type", "unit", "city", "zip", "phone"]
+
+
+def _zipf(n: int) -> np.ndarray:
+    weights = 1 / np.arange(1, n + 1) ** 0.8
+    return weights / weights.sum()
+
+
+def _phones(city: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    area = np.array([c[4] for c in CITIES])[city]
+    number = rng.integers(200, 1000, len(city)) * 10_000 + rng.integers(0, 10_000, len(city))
+    return np.array([f"+1{a}{n}" for a, n in zip(area, number)], dtype=object)
+
+
+def _people(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Canonical person-at-place records (the entity is the row position)."""
+    city = rng.choice(len(CITIES), n, p=_zipf(len(CITIES)))
+    zip3 = np.array([c[3] for c in CITIES], dtype=object)[city]
+    units = rng.integers(1, 40, n).astype(str).astype(object) + np.where(rng.random(n) < 0.2, "B", "")
+    return pd.DataFrame({
+        "first": rng.choice(FIRST, n, p=_zipf(len(FIRST))),
+        "middle": np.where(rng.random(n) < 0.25, rng.choice(list("ABCDEFGHJKLMNPRSTW"), n), ""),
+        "last": rng.choice(LAST, n, p=_zipf(len(LAST))),
+        "house": rng.integers(1, 10_000, n),
+        "direction": np.where(rng.random(n) < 0.2, rng.integers(0, len(DIRECTIONS), n), -1),
+        "street": rng.integers(0, len(STREETS), n),
+        "type": rng.integers(0, len(TYPES), n),
+        "unit": np.where(rng.random(n) < 0.25, units, ""),
+        "city": city,
+        "zip": [f"{z}{k:02d}" for z, k in zip(zip3, rng.integers(1, 40, n))],
+        "phone": np.where(rng.random(n) < 0.9, _phones(city, rng), ""),
+    })
+
+
+def _family_first_names(homes: pd.DataFrame, people: pd.DataFrame, rng: np.random.Generator) -> list[str]:
+    """For each home, a first name nobody there has yet (in people or chosen here before)."""
+    taken = defaultdict(set)
+    members = people.merge(homes.drop_duplicates(), on=list(homes.columns))
+    for *home, first in members[[*homes.columns, "first"]].itertuples(index=False, name=None):
+        taken[tuple(home)].add(first)
+    names = []
+    for home in homes.itertuples(index=False, name=None):
+        names.append(str(rng.choice([f for f in FIRST if f not in taken[home]])))
+        taken[home].add(names[-1])
+    return names
+
+
+def _hard_negatives(people: pd.DataFrame, sources: np.ndarray, rng: np.random.Generator,
+                    shares: tuple[float, ...] = (0.35, 0.25, 0.25, 0.15)) -> pd.DataFrame:
+    """New entities close to people[sources]; shares of family members (same address and surname,
+    half of them the same phone), neighbours (same street, another house number, half of them the same
+    name), namesakes elsewhere, namesakes at the same house number and street in another city."""
+    n = len(sources)
+    out = people.iloc[sources].reset_index(drop=True)
+    fresh = _people(n, rng)
+    kind = rng.choice(4, n, p=shares)
+    family, neighbour, elsewhere, other_city = (kind == k for k in range(4))
+    home = ["house", "direction", "street", "type", "unit", "city"]
+    out.loc[family, "first"] = _family_first_names(out.loc[family, home], people, rng)
+    out.loc[family, "middle"] = ""
+    out.loc[family & (rng.random(n) < 0.5), "phone"] = fresh["phone"]  # else the household's phone
+    step = rng.choice([-8, -6, -4, -2, 2, 4, 6, 8], n)
+    house = out["house"].to_numpy()
+    out.loc[neighbour, "house"] = np.where(house + step >= 1, house + step, house - step)[neighbour]
+    renamed = neighbour & (rng.random(n) < 0.5)
+    out.loc[renamed, ["first", "middle", "last"]] = fresh.loc[renamed, ["first", "middle", "last"]]
+    out.loc[neighbour, ["unit", "phone"]] = fresh.loc[neighbour, ["unit", "phone"]]
+    moved = ["house", "direction", "street", "type", "unit", "city", "zip", "phone"]
+    out.loc[elsewhere, moved] = fresh.loc[elsewhere, moved]
+    city = (out["city"] + rng.integers(1, len(CITIES), n)) % len(CITIES)
+    out.loc[other_city, ["unit", "zip", "phone"]] = fresh.loc[other_city, ["unit", "zip", "phone"]]
+    out.loc[other_city, "city"] = city[other_city]
+    out.loc[other_city, "zip"] = [CITIES[c][3] + z[3:] for c, z in zip(city[other_city], out.loc[other_city, "zip"])]
+    return out
+
+
+def _typo(word: str, r: random.Random) -> str:
+    if len(word) < 4:
+        return word
+    k = r.randrange(1, len(word) - 1)
+    op = r.random()
+    if op < 0.3:
+        row = next((row for row in KEYBOARD if word[k].lower() in row), "aeiou")
+        return word[:k] + r.choice(row) + word[k + 1:]
+    if op < 0.55:
+        return word[:k] + word[k + 1:]
+    if op < 0.8:
+        return word[:k] + word[k + 1] + word[k] + word[k + 2:]
+    return word[:k] + word[k] + word[k:]
+
+
+def _plain(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def _case(text: str, r: random.Random) -> str:
+    roll = r.random()
+    return text.upper() if roll < 0.08 else text.lower() if roll < 0.14 else text
+
+
+def _name(first: str, middle: str, last: str, r: random.Random, noise: float) -> str:
+    if r.random() < 0.5:
+        first, last = _plain(first), _plain(last)
+    if r.random() < 0.15 * noise:
+        first, last = (_typo(first, r), last) if r.random() < 0.5 else (first, _typo(last, r))
+    middle = middle + r.choice(["", "."]) if middle and r.random() < 0.6 else ""
+    roll = r.random()
+    if roll < 0.75:
+        text = " ".join(p for p in (first, middle, last) if p)
+    elif roll < 0.9:
+        text = f"{last}, {first}" + (f" {middle}" if middle else "")
+    else:
+        text = f"{last} {first}"
+    text = _case(text, r)
+    return text.replace(" ", "  ", 1) + " " if r.random() < 0.05 else text
+
+
+def _address(p: tuple, r: random.Random, noise: float) -> str:
+    _, _, _, house, direction, street, kind, unit, city, zipcode, _ = p
+    words = [str(house)]
+    if direction >= 0 and r.random() > 0.05 * noise:
+        words.append(DIRECTIONS[direction][r.random() < 0.6])
+    words.append(_typo(STREETS[street], r) if r.random() < 0.12 * noise else STREETS[street])
+    if r.random() > 0.04 * noise:
+        long, short = TYPES[kind]
+        words.append(long if r.random() < 0.4 else short + r.choice(["", "."]))
+    line = " ".join(words)
+    if unit and r.random() > 0.08 * noise:
+        label = r.choice(["Apt ", "Apt. ", "#", "Unit ", "Apartment ", "Suite "])
+        line += r.choice([", ", " "]) + label + unit
+    name, code, state, _, _ = CITIES[city]
+    parts = [line]
+    if r.random() > 0.06 * noise:
+        parts += [_typo(name, r) if r.random() < 0.06 * noise else name, state if r.random() < 0.1 else code]
+    if r.random() > 0.12 * noise:
+        parts.append(parts.pop() + " " + zipcode if len(parts) > 1 else zipcode)
+    return _case(r.choice([", ", " "]).join(parts), r)
+
+
+def _phone(e164: str, r: random.Random) -> str:
+    if not e164:
+        return ""
+    a, b, c = e164[2:5], e164[5:8], e164[8:]
+    return r.choice([f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"+1 {a} {b} {c}", f"{a}{b}{c}", f"{a}.{b}.{c}"])
+
+
+def _render(people: pd.DataFrame, entity: np.ndarray, r: random.Random, noise: float,
+            phone_missing: float) -> pd.DataFrame:
+    rows = list(people[PEOPLE_COLUMNS].itertuples(index=False, name=None))
+    names, addresses, phones = [], [], []
+    for e in entity:
+        p = rows[e]
+        names.append(_name(p[0], p[1], p[2], r, noise))
+        addresses.append(_address(p, r, noise))
+        phone = p[10]
+        if phone and r.random() < 0.03 * noise:  # a new number
+            phone = phone[:5] + str(r.randrange(2_000_000, 10_000_000))
+        phones.append("" if r.random() < phone_missing else phone)
+    return pd.DataFrame({"name": names, "phone": [_phone(p, r) for p in phones], "address": addresses,
+                         "book": [r.choice(BOOKS) for _ in entity],
+                         "phone_e164": pd.Series(phones, dtype=object).replace("", None),
+                         "entity": np.asarray(entity, dtype=np.int64)})
+
+
+def history_frame(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history, people): n past requests (request_id H0000001…, some people asked twice, 8 % share a
+    household with another), labelled with `entity`; people = the canonical record per entity."""
+    rng, r = np.random.default_rng(seed), random.Random(seed)
+    unique = max(min(n, 1), round(n * 0.9))
+    people = _people(unique, rng)
+    family = np.flatnonzero(rng.random(unique) < 0.08)  # these people live with an earlier one
+    relatives = _hard_negatives(people, rng.integers(0, unique, len(family)), rng, shares=(1, 0, 0, 0))
+    for column in PEOPLE_COLUMNS:
+        people.loc[family, column] = relatives[column].to_numpy()
+    entity = np.concatenate([np.arange(unique), rng.integers(0, unique, n - unique)])
+    rng.shuffle(entity)
+    frame = _render(people, entity, r, noise=0.5, phone_missing=0.03)
+    frame.insert(0, "request_id", [f"H{k:07d}" for k in range(1, n + 1)])
+    start = date(2024, 1, 1)
+    frame.insert(5, "date", [(start + timedelta(days=int(d))).isoformat() for d in rng.integers(0, 1000, n)])
+    return frame, people
+
+
+def new_requests_frame(n: int, history: pd.DataFrame, people: pd.DataFrame, dup_share: float = 0.2,
+                       batch_dup_share: float = 0.05, hard_share: float = 0.3, seed: int = 1) -> pd.DataFrame:
+    """A batch of n requests (row numbers = index + 1) labelled with `entity`: dup_share re-ask for a
+    history entity, batch_dup_share repeat an earlier row of the batch, hard_share of the rest are hard
+    non-duplicates of history entities, the others new people."""
+    rng, r = np.random.default_rng(seed), random.Random(seed)
+    known = history["entity"].unique()
+    if not len(known):  # nothing to repeat or imitate
+        dup_share = hard_share = 0
+    n_dup, n_batch = round(n * dup_share), min(round(n * batch_dup_share), max(n - 1, 0))
+    n_hard = round((n - n_dup - n_batch) * hard_share)
+    n_new = n - n_dup - n_batch - n_hard
+    hard = _hard_negatives(people, rng.choice(known, n_hard), rng)
+    everyone = pd.concat([people, _people(n_new, rng), hard], ignore_index=True)
+    base = np.concatenate([rng.choice(known, n_dup, replace=n_dup > len(known)),
+                           np.arange(len(people), len(everyone))])
+    rng.shuffle(base)
+    source = rng.integers(0, max(len(base), 1), n_batch)
+    position = np.concatenate([np.arange(len(base)), source + 0.5 + rng.random(n_batch) * (len(base) - source - 0.5)])
+    entity = np.concatenate([base, base[source]])[np.argsort(position, kind="stable")]
+    frame = _render(everyone, entity, r, noise=1.0, phone_missing=0.1)
+    frame.insert(4, "date", (date(2026, 11, 1) + timedelta(days=int(rng.integers(0, 20)))).isoformat())
+    return frame
+
+
+def evaluate(pairs: pd.DataFrame, new: pd.DataFrame, history: pd.DataFrame) -> dict:
+    """Row-level precision/recall of the best pairs against the labels; a flagged row is right when it
+    is a true duplicate and its matched request or row has the same entity."""
+    entity = new["entity"].to_numpy()
+    rows = new.index.to_numpy() + 1
+    expected = np.isin(entity, history["entity"].unique()) | pd.Series(entity).duplicated().to_numpy()
+    of_row = dict(zip(rows, entity))
+    of_request = dict(zip(history["request_id"], history["entity"]))
+    target = np.array([of_request[m] if k == "history" else of_row[m]
+                       for k, m in zip(pairs["kind"], pairs["matched_id"])], dtype=np.int64)
+    right = target == pairs["row"].map(of_row).to_numpy()
+    best = pairs["best"].to_numpy()
+    correct = int(right[best].sum())
+    flagged_rows = set(pairs["row"][best])
+    return {"expected": int(expected.sum()), "flagged": int(best.sum()), "correct": correct,
+            "precision": float(correct / best.sum()) if best.any() else 1.0,
+            "recall": float(correct / expected.sum()) if expected.any() else 1.0,
+            "pair_precision": float(right.mean()) if len(right) else 1.0,
+            "false_positives": pairs["row"][best & ~right].tolist(),
+            "missed": [int(x) for x in rows[expected] if x not in flagged_rows]}

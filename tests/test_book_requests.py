@@ -1,0 +1,145 @@
+"""Book requests end to end: phones, Geocoding and messaging emulators, dedupe against a history."""
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import kill_when, read_table, run_cli
+from flows.book_requests import book_requests
+from flows.cli import main
+from tasks.geocoding import address_key
+from tasks.request_samples import history_frame, new_requests_frame
+
+KEYS = {"geocoding": "g-key-Tq72Pz", "messaging": "m-key-Wb58Ns"}
+ENV = {"GOOGLE_MAPS_API_KEY": KEYS["geocoding"], "MESSAGING_API_KEY": KEYS["messaging"]}
+
+
+@pytest.fixture
+def books(emulator, monkeypatch, workspace):
+    """The emulator with keys, a history of 2 000 requests and a batch of 200 with bad rows."""
+    for api, key in KEYS.items():
+        emulator.configure(api, api_key=key)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    history, people = history_frame(2000, seed=3)
+    batch = new_requests_frame(200, history, people, seed=4)
+    history.drop(columns=["entity", "phone_e164"]).to_csv(workspace / "history.csv", index=False)
+    requests = batch.drop(columns=["entity", "phone_e164"])
+    requests.loc[3, "phone"] = "555-CALL-NOW"
+    requests.loc[4, "address"] = "9 Elm Street " * 400
+    requests.loc[5, "address"] = ""
+    requests.loc[6, "address"] = "qwzxv 12 kjhgf"
+    requests.to_csv(workspace / "requests.csv", index=False)
+    with open(workspace / "requests.csv", "ab") as handle:  # a row that is not UTF-8
+        handle.write(b"Jos\xe9 Ruiz,312-555-0188,12 Oak St Chicago IL 60601,Emma,2026-11-05\n")
+    return workspace, batch, history
+
+
+def run(workspace, emulator, **params):
+    return book_requests(str(workspace / "requests.csv"), str(workspace / "history.csv"), str(workspace / "out"),
+                         geocoding_base_url=emulator.url, messaging_base_url=emulator.url + "/messaging", **params)
+
+
+def outputs(workspace) -> dict[str, pd.DataFrame]:
+    return {name: read_table(workspace / "out" / f"{name}.csv") for name in ("accepted", "rejected", "duplicates", "messages")}
+
+
+def test_every_request_once_with_its_reasons_and_one_message_per_accepted(books, emulator):
+    workspace, batch, history = books
+    figures = run(workspace, emulator, send=True)
+    out = outputs(workspace)
+    accepted, rejected = out["accepted"], out["rejected"]
+    assert len(accepted) + len(rejected) == 201 and figures["requests"] == 201
+    assert not set(accepted.request_id) & set(rejected.request_id)
+    reason = dict(zip(rejected.name.str[:20], rejected.reasons))
+    assert "invalid phone: phone '555-CALL-NOW': has letters" in rejected.reasons[rejected.phone == "555-CALL-NOW"].iloc[0]
+    assert "invalid address: address too long (5,199 characters, at most 500)" in " ".join(rejected.reasons)
+    assert "invalid address: empty address" in " ".join(rejected.reasons)
+    assert "address not found" in " ".join(rejected.reasons)
+    assert any("row 201" in text and "column name: bytes that are not valid utf-8" in text for text in reason.values())
+    # duplicates: each flagged row's match is the same person (labels from the generator)
+    entity_of_request = dict(zip(history.request_id, history.entity))
+    flagged = out["duplicates"][out["duplicates"].best == "True"]
+    of_row = dict(zip(batch.index + 1, batch.entity))
+    for row, kind, matched in zip(flagged.row.astype(int), flagged.kind, flagged.matched_id):
+        assert of_row[row] == (entity_of_request[matched] if kind == "history" else of_row[int(matched)])
+    assert figures["reasons"]["duplicate of a past request"] >= 30 and figures["reasons"]["duplicate within the batch"] >= 5
+    # messages: one per accepted request, delivered once
+    messages = out["messages"]
+    assert sorted(messages.request_id) == sorted(accepted.request_id) and set(messages.status) == {"sent"}
+    seen = emulator.stats("messaging")
+    assert seen["delivered"] == len(accepted) and seen["duplicates"] == 0
+    geocoded = emulator.stats("geocoding")  # each distinct address once, none for rows rejected before
+    assert geocoded["total"] == geocoded["distinct_keys"] == figures["geocoding"]["looked_up"]
+    assert geocoded["total"] >= len({address_key(a)[0] for a in accepted.address}) + 1  # + the one not found
+    # a rerun looks up and sends nothing again
+    emulator.reset()
+    for api, key in KEYS.items():
+        emulator.configure(api, api_key=key)
+    again = run(workspace, emulator, send=True)
+    assert emulator.stats("geocoding")["total"] == 0 and emulator.stats("messaging")["total"] == 0
+    assert again["accepted"] == figures["accepted"] and set(outputs(workspace)["messages"].status) == {"sent"}
+
+
+def test_killed_mid_send_then_rerun_delivers_each_message_once(books, emulator):
+    workspace, _, _ = books
+    emulator.configure("messaging", latency=0.3)
+    command = [sys.executable, "-m", "flows.cli", "book-requests", str(workspace / "requests.csv"), "--history",
+               str(workspace / "history.csv"), "-o", str(workspace / "out"), "--send", "--geocoding-base-url",
+               emulator.url, "--messaging-base-url", emulator.url + "/messaging", "--concurrency", "20"]
+    kill_when(command, lambda: emulator.stats("messaging")["delivered"] >= 40, ENV)
+    assert 40 <= emulator.stats("messaging")["delivered"] < 100
+    rerun = run_cli(*command[3:], env=ENV)
+    assert rerun.returncode == 0, rerun.stderr
+    accepted = read_table(workspace / "out" / "accepted.csv")
+    seen = emulator.stats("messaging")
+    assert seen["delivered"] == len(accepted) and seen["duplicates"] == 0
+    assert set(read_table(workspace / "out" / "messages.csv").status) == {"sent"}
+
+
+def test_lost_answers_are_looked_up_not_sent_again(books, emulator):
+    workspace, _, _ = books
+    emulator.configure("messaging", lose_answer_rate=0.3, error_statuses=[500, 503], seed=1)
+    figures = run(workspace, emulator, send=True)
+    seen = emulator.stats("messaging")
+    assert seen["lost_answers"] > 10 and seen["lookups"] >= seen["lost_answers"]
+    assert seen["delivered"] == figures["accepted"] and seen["duplicates"] == 0
+    assert figures["messages"] == {"sent": figures["accepted"]}
+
+
+def test_dry_run_renders_messages_and_sends_nothing(books, emulator):
+    workspace, _, _ = books
+    figures = run(workspace, emulator)
+    messages = outputs(workspace)["messages"]
+    assert set(messages.status) == {"dry-run"} and len(messages) == figures["accepted"] > 100
+    assert messages.body.str.contains("we received your request for").all()
+    assert emulator.stats("messaging")["total"] == 0
+
+
+def test_geocoding_over_query_limit_is_retried(books, emulator):
+    workspace, _, _ = books
+    emulator.configure("geocoding", rate_limit=20)
+    figures = run(workspace, emulator, geocoding_per_second=60)
+    seen = emulator.stats("geocoding")
+    assert seen["OVER_QUERY_LIMIT"] > 0 and figures["geocoding"]["lookups_failed"] == 0
+    assert figures["reasons"].get("address check failed", 0) == 0
+
+
+def test_clear_errors_before_any_request(books, emulator, capsys):
+    workspace, _, _ = books
+    base = ["book-requests", str(workspace / "requests.csv"), "-o", str(workspace / "out"),
+            "--geocoding-base-url", emulator.url, "--messaging-base-url", emulator.url + "/messaging", "--send"]
+    odd = workspace / "odd-history.csv"
+    pd.DataFrame({"id": ["1"], "customer": ["A"], "street": ["B"]}).to_csv(odd, index=False)
+    assert main([*base, "--history", str(odd)]) == 1
+    assert "history file lacks column(s) request_id, name, address; expected request_id, name, address" \
+        in capsys.readouterr().err
+    template = workspace / "template.txt"
+    template.write_text("Hello {name}, your {title} is on its way")
+    assert main([*base, "--history", str(workspace / "history.csv"), "--template-file", str(template)]) == 1
+    assert "placeholder(s) {title} not found" in capsys.readouterr().err
+    assert emulator.stats("geocoding")["total"] == 0
+    emulator.configure("geocoding", api_key="another-key")
+    assert main([*base, "--history", str(workspace / "history.csv")]) == 1
+    assert "HTTP 403: The provided API key is invalid." in capsys.readouterr().err
+    assert emulator.stats("geocoding")["total"] < 50 and emulator.stats("messaging")["total"] == 0
