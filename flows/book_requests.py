@@ -57,6 +57,40 @@ def request_ids(requests: pd.DataFrame) -> pd.Series:
     return "R" + text.map(lambda t: hashlib.sha256(t.encode()).hexdigest()[:12])
 
 
+def check_addresses(requests: pd.DataFrame, reasons: dict[int, list[str]], job: Job,
+                    options: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Geocode each distinct address of the rows still acceptable (cached); add reasons and columns."""
+    keys = requests["address"].map(address_key)
+    requests = requests.assign(address_key=keys.str[0])
+    open_rows = ~requests.index.isin(list(reasons)) & (requests["address_key"] != "")  # no paid call for a rejected row
+    wanted = requests.loc[open_rows, ["address_key", "address"]].drop_duplicates("address_key")
+    cache = LookupCache(Path(job.work_dir) / "cache" / "geocoding.sqlite", max_age_days=90)
+    figures = cached_lookup(job, wanted.rename(columns={"address_key": "key"}), cache, **options)
+    answers = cache.get(requests["address_key"].tolist())
+    for i, (address, problem) in keys.items():
+        found = answers.get(address)
+        if problem:
+            reasons.setdefault(i, []).append(f"invalid address: {problem}")
+        elif i in reasons:
+            continue
+        elif found is None:
+            reasons.setdefault(i, []).append(f"address check failed: {cache.failure(address) or 'not done'}")
+        elif not found["found"]:
+            reasons.setdefault(i, []).append("address not found")
+    found = pd.DataFrame([answers.get(k) or {} for k in requests["address_key"]], index=requests.index)
+    return requests.join(found.reindex(columns=list(GEO_COLUMNS))), figures
+
+
+def render_messages(accepted: pd.DataFrame, template: PromptTemplate, channel: str) -> pd.DataFrame:
+    """One message per accepted request, keyed by request id + template version."""
+    version = hashlib.sha256(template.text.encode()).hexdigest()[:8]
+    return pd.DataFrame({
+        "request_id": accepted["request_id"], "to": accepted["phone_e164"], "channel": channel,
+        "body": [template.render(r) for r in accepted.to_dict("records")],
+        "idempotency_key": [idempotency_key(r, version) for r in accepted["request_id"]],
+    })
+
+
 @flow(name="book-requests")
 def book_requests(
     input_path: str, history_path: str, output_dir: str, default_region: str = "US", send: bool = False,
@@ -88,29 +122,11 @@ def book_requests(
     timings["phones"] = time.monotonic() - step
 
     step = time.monotonic()
-    keys = requests["address"].map(address_key)
-    requests["address_key"] = keys.str[0]
     key = resolve_secret(geocoding_key_env, geocoding_key_block, "Google Maps API key")
     geo = ApiSpec("geocoding", geocoding_base_url.rstrip("/"), rate_per_second=geocoding_per_second,
                   secret_params={"key": key}, status_of=status_of)
-    geo_job = Job("geocoding", geocode, GEO_COLUMNS, (geo,), work_dir, key_column="key")
-    open_rows = ~requests.index.isin(list(reasons)) & (requests["address_key"] != "")  # no paid call for a rejected row
-    wanted = requests.loc[open_rows, ["address_key", "address"]].drop_duplicates("address_key")
-    cache = LookupCache(Path(work_dir) / "cache" / "geocoding.sqlite", max_age_days=90)
-    geocoding = cached_lookup(geo_job, wanted.rename(columns={"address_key": "key"}), cache, **options)
-    answers = cache.get(requests["address_key"].tolist())
-    for i, (address, problem) in keys.items():
-        found = answers.get(address)
-        if i in reasons and not problem:
-            continue
-        if problem:
-            reasons.setdefault(i, []).append(f"invalid address: {problem}")
-        elif found is None:
-            reasons.setdefault(i, []).append(f"address check failed: {cache.failure(address) or 'not done'}")
-        elif not found["found"]:
-            reasons.setdefault(i, []).append("address not found")
-    geo_frame = pd.DataFrame([answers.get(k) or {} for k in requests["address_key"]], index=requests.index)
-    requests = requests.join(geo_frame.reindex(columns=list(GEO_COLUMNS)))
+    requests, geocoding = check_addresses(requests, reasons, Job("geocoding", geocode, GEO_COLUMNS, (geo,), work_dir,
+                                                                 key_column="key"), options)
     timings["addresses"] = time.monotonic() - step
 
     step = time.monotonic()
@@ -124,12 +140,7 @@ def book_requests(
 
     step = time.monotonic()
     accepted = requests[~requests.index.isin(list(reasons))].copy()
-    version = hashlib.sha256(template.text.encode()).hexdigest()[:8]
-    messages = pd.DataFrame({
-        "request_id": accepted["request_id"], "to": accepted["phone_e164"], "channel": channel,
-        "body": [template.render(r) for r in accepted.to_dict("records")],
-        "idempotency_key": [idempotency_key(r, version) for r in accepted["request_id"]],
-    })
+    messages = render_messages(accepted, template, channel)
     if send and len(messages):
         api_key = resolve_secret(messaging_key_env, messaging_key_block, "messaging API key")
         provider = ApiSpec("messaging", messaging_base_url.rstrip("/"), rate_per_second=messages_per_second,
