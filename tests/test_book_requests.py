@@ -4,7 +4,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import kill_when, read_table, run_cli
+from conftest import kill_when, read_table, run_cli, server_texts
 from flows.book_requests import book_requests
 from flows.cli import main
 from tasks.geocoding import address_key
@@ -143,3 +143,18 @@ def test_clear_errors_before_any_request(books, emulator, capsys):
     assert main([*base, "--history", str(workspace / "history.csv")]) == 1
     assert "HTTP 403: The provided API key is invalid." in capsys.readouterr().err
     assert emulator.stats("geocoding")["total"] < 50 and emulator.stats("messaging")["total"] == 0
+
+
+def test_keys_never_appear_in_logs_artifacts_outputs_or_work_files(books, emulator):
+    workspace, _, _ = books
+    emulator.configure("geocoding", error_rate=0.1)
+    emulator.configure("messaging", lose_answer_rate=0.1, error_rate=0.1)
+    result = run_cli("book-requests", str(workspace / "requests.csv"), "--history", str(workspace / "history.csv"),
+                     "-o", str(workspace / "out"), "--send", "--geocoding-base-url", emulator.url,
+                     "--messaging-base-url", emulator.url + "/messaging",
+                     env={**ENV, "PREFECT_LOGGING_LEVEL": "DEBUG", "BATCHFLOWS_WORK_DIR": str(workspace / "work")})
+    assert result.returncode == 0, result.stderr
+    assert "Finished in state" in result.stdout + result.stderr
+    texts = [result.stdout, result.stderr, *server_texts()]
+    texts += [p.read_bytes().decode(errors="replace") for p in workspace.rglob("*") if p.is_file()]
+    assert not [text for text in texts for key in KEYS.values() if key in text]
