@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,8 @@ def render_messages(accepted: pd.DataFrame, template: PromptTemplate, channel: s
     """One message per accepted request, keyed by request id + template version."""
     version = hashlib.sha256(template.text.encode()).hexdigest()[:8]
     return pd.DataFrame({
-        "request_id": accepted["request_id"], "to": accepted["phone_e164"], "channel": channel,
+        "request_id": accepted["request_id"], "channel": channel,
+        "to": accepted["email"].str.strip() if channel == "email" else accepted["phone_e164"],
         "body": [template.render(r) for r in accepted.to_dict("records")],
         "idempotency_key": [idempotency_key(r, version) for r in accepted["request_id"]],
     })
@@ -119,6 +121,12 @@ def book_requests(
     for i, error in requests["phone_error"].items():
         if error:
             reasons.setdefault(i, []).append(f"invalid phone: {error}")
+    if channel == "email":  # messages go to the `email` column
+        if "email" not in requests:
+            raise ValueError(f"{input_path}: --channel email needs an 'email' column")
+        for i, email in requests["email"].items():
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(email).strip()):
+                reasons.setdefault(i, []).append(f"invalid email: {str(email)[:60]!r}")
     timings["phones"] = time.monotonic() - step
 
     step = time.monotonic()

@@ -116,6 +116,19 @@ def test_dry_run_renders_messages_and_sends_nothing(books, emulator):
     assert emulator.stats("messaging")["total"] == 0
 
 
+def test_email_channel_sends_to_the_email_column(books, emulator):
+    workspace, batch, _ = books
+    requests = pd.read_csv(workspace / "requests.csv", dtype=str, keep_default_na=False, encoding="latin-1")
+    requests["email"] = [f"reader{n}@example.org" for n in range(len(requests))]
+    requests.loc[10, "email"] = "not-an-email"
+    requests.to_csv(workspace / "requests.csv", index=False)
+    figures = run(workspace, emulator, send=True, channel="email")
+    out = outputs(workspace)
+    assert "invalid email: 'not-an-email'" in out["rejected"].set_index("email").reasons.get("not-an-email", "")
+    assert out["messages"].to.str.endswith("@example.org").all() and set(out["messages"].status) == {"sent"}
+    assert emulator.stats("messaging")["delivered"] == figures["accepted"]
+
+
 def test_geocoding_over_query_limit_is_retried(books, emulator):
     workspace, _, _ = books
     emulator.configure("geocoding", rate_limit=20)
