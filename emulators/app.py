@@ -8,10 +8,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from emulators import cards, chat, claude, geocoding, messaging, serper
+from emulators import cards, chat, claude, claude_batches, drive, geocoding, messaging, serper
 from emulators.faults import ApiFaults
 
-API_MODULES = [cards, serper, chat, claude, geocoding, messaging]
+API_MODULES = [cards, serper, chat, claude, geocoding, messaging, drive]
+EXTRA_ROUTES = [claude_batches]  # more routes of an API above (same NAME, same faults)
 
 
 def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
@@ -20,7 +21,8 @@ def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
     unknown = set(settings) - {module.NAME for module in API_MODULES}
     if unknown:
         raise ValueError(f"unknown emulated APIs: {sorted(unknown)}")
-    apis = {module.NAME: ApiFaults(module.NAME, settings.get(module.NAME), getattr(module, "COUNTERS", ()))
+    apis = {module.NAME: getattr(module, "FAULTS", ApiFaults)(module.NAME, settings.get(module.NAME),
+                                                             getattr(module, "COUNTERS", ()))
             for module in API_MODULES}
 
     def lookup(request: Request) -> ApiFaults:
@@ -52,5 +54,5 @@ def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
         Route("/_emulator/{api}/stats", stats),
         Route("/_emulator/{api}/config", configure, methods=["PUT"]),
     ]
-    routes = [route for module in API_MODULES for route in module.routes(apis[module.NAME])]
+    routes = [route for module in API_MODULES + EXTRA_ROUTES for route in module.routes(apis[module.NAME])]
     return Starlette(routes=control + routes)

@@ -37,6 +37,9 @@ class Settings:
     lose_answer_rate: float = 0.0  # messaging: deliver, then lose the answer (error_statuses; 504 hangs)
     slow_keys: list[str] = field(default_factory=list)  # keys (e.g. user_ids) answered after slow_latency
     slow_latency: float = 0.0
+    drive_root: str | None = None  # drive: a local directory tree served as a Drive folder
+    drive_rate_limit_status: int = 403  # drive: the rate limit's answer (403 or 429) ...
+    drive_rate_limit_reason: str = "userRateLimitExceeded"  # ... and reason (or rateLimitExceeded)
     api_key: str | None = None  # None: any key accepted
     seed: int | None = None
 

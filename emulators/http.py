@@ -20,7 +20,7 @@ async def guarded(
     headers: dict[str, str] | None = None,
     on_rejection: Callable[[Rejection], Rejection] | None = None,
 ) -> Response:
-    """Run the fault gate, then `answer()` -> (status, JSON body); record the outcome.
+    """Run the fault gate, then `answer()` -> (status, JSON body or a ready Response); record the outcome.
 
     `error_body(status, generic_body)` lets an API answer failures in its own error shape;
     `on_rejection(rejection)` replaces a gate rejection wholesale (status, body, headers: e.g. Google's
@@ -39,7 +39,7 @@ async def guarded(
             raise
         status, body = await answer()
         ok = None
-        response = JSONResponse(body, status_code=status, headers=headers)
+        response = body if isinstance(body, Response) else JSONResponse(body, status_code=status, headers=headers)
     except Rejection as rejection:
         status, ok = rejection.status, False
         response = JSONResponse(rejection.body, status_code=status, headers={**(headers or {}), **rejection.headers})

@@ -1,0 +1,158 @@
+"""Google Drive v3 through `google-api-python-client`: list a folder (paged, recursive on request)
+and download files to a work directory, under the engine's shared rate limit and retry loop.
+
+The client is synchronous (httplib2): each call runs in a thread with its own `httplib2.Http`
+(the library's objects are not thread-safe) and goes through `ApiClient.call`, which rate-limits,
+retries and classifies the answer. Drive says "rate limited" with 403 `userRateLimitExceeded` /
+`rateLimitExceeded` as well as 429: `status_of` maps those 403s to 429, other 403s stay fatal.
+File names from Drive are untrusted: `safe_name` keeps every download inside its directory.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import threading
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from tasks.http import ApiClient, ErrorAnswer
+
+FOLDER = "application/vnd.google-apps.folder"
+PDF = "application/pdf"
+FIELDS = "nextPageToken, files(id, name, mimeType, size, md5Checksum, modifiedTime, parents)"
+RATE_LIMIT_REASONS = {"userRateLimitExceeded", "rateLimitExceeded", "dailyLimitExceeded"}
+MAX_NAME = 120
+
+
+class DriveAnswer:
+    """An `HttpError` seen as an HTTP answer (status_code, headers, json(), text) for the retry loop."""
+
+    def __init__(self, error):
+        self.status_code, self.headers = int(error.resp.status), dict(error.resp)
+        self.text = error.content.decode("utf-8", "replace") if isinstance(error.content, bytes) else str(error.content)
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def status_of(answer) -> int:
+    """Drive's 403 rate-limit errors are 429s; everything else keeps its status."""
+    status = getattr(answer, "status_code", 200)
+    if status == 403:
+        try:
+            reasons = {e.get("reason") for e in answer.json()["error"].get("errors", [])}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            reasons = set()
+        if reasons & RATE_LIMIT_REASONS:
+            return 429
+    return status
+
+
+def safe_name(name: str, file_id: str) -> str:
+    """A file name that cannot leave its directory: no separators, NUL, control characters or
+    leading dots, at most MAX_NAME characters, prefixed by the (unique) Drive id."""
+    text = unicodedata.normalize("NFC", name or "")
+    text = re.sub(r"[\x00-\x1f\x7f/\\:]+", "_", text).strip(" .")
+    stem, dot, ext = text.rpartition(".")
+    if not dot or len(ext) > 10:
+        stem, ext = text, ""
+    stem = re.sub(r"_+", "_", re.sub(r"\.{2,}", "", stem)).strip("_ .")[: MAX_NAME - len(ext) - 1] or "file"
+    clean_id = re.sub(r"[^A-Za-z0-9_-]", "_", file_id)[:64]
+    return f"{clean_id}-{stem}{'.' + ext if ext else ''}"
+
+
+class Drive:
+    """One per chunk: `await drive.list_folder(id)`, `await drive.download(file, directory)`."""
+
+    def __init__(self, api: ApiClient, endpoint: str, credentials=None):
+        self.api, self.endpoint, self.credentials = api, endpoint, credentials
+        self._local = threading.local()
+
+    def _http(self):
+        """A new authorised connection: httplib2 objects must not be shared between threads."""
+        import google.auth.credentials
+        import httplib2
+        from google_auth_httplib2 import AuthorizedHttp
+
+        credentials = self.credentials or google.auth.credentials.AnonymousCredentials()
+        return AuthorizedHttp(credentials, http=httplib2.Http(timeout=self.api.timeout))
+
+    def _service(self):
+        """This thread's service object."""
+        if getattr(self._local, "service", None) is None:
+            from googleapiclient.discovery import build
+
+            self._local.service = build("drive", "v3", http=self._http(), static_discovery=True,
+                                        cache_discovery=False, client_options={"api_endpoint": self.endpoint})
+        return self._local.service
+
+    async def _call(self, make):
+        """`make(service)` -> a blocking callable, run in a thread under the limits and retries."""
+        from googleapiclient.errors import HttpError
+
+        def run():
+            try:
+                return make(self._service())()
+            except HttpError as error:
+                raise ErrorAnswer(DriveAnswer(error)) from None
+
+        return await self.api.call(lambda: asyncio.to_thread(run))
+
+    async def list_folder(self, folder_id: str, recursive: bool = False, page_size: int = 1000,
+                          path: str = "") -> list[dict[str, Any]]:
+        """Every PDF in the folder (and its sub-folders when asked), in listing order, with `path`."""
+        found, folders, token = [], [], None
+        kinds = f"(mimeType = '{PDF}' or mimeType = '{FOLDER}')" if recursive else f"mimeType = '{PDF}'"
+        query = f"'{folder_id}' in parents and {kinds} and trashed = false"
+        while True:
+            page = await self._call(lambda s, t=token: s.files().list(
+                q=query, pageSize=page_size, pageToken=t, fields=FIELDS, orderBy="name",
+                supportsAllDrives=True, includeItemsFromAllDrives=True).execute)
+            for item in page.get("files", []):
+                if item.get("mimeType") == FOLDER:
+                    folders.append(item)
+                else:
+                    found.append({**item, "path": f"{path}{item.get('name', '')}"})
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        for folder in folders:
+            found += await self.list_folder(folder["id"], True, page_size, f"{path}{folder.get('name', '')}/")
+        return found
+
+    async def download(self, file: dict[str, Any], directory: Path, chunk_bytes: int = 8 << 20) -> Path:
+        """Stream the file to `directory` (chunk by chunk, never whole in memory); returns its path.
+        A finished download (size and md5 as Drive says) is not fetched again."""
+        from googleapiclient.http import MediaIoBaseDownload
+
+        directory.mkdir(parents=True, exist_ok=True)
+        target = (directory / safe_name(file.get("name", ""), file["id"])).resolve()
+        if target.parent != directory.resolve():
+            raise ValueError(f"unsafe file name {file.get('name')!r}")
+        if target.exists() and _complete(target, file):
+            return target
+        partial = target.with_name(target.name + ".part")
+        with open(partial, "wb") as handle:
+            media = self._service().files().get_media(fileId=file["id"])
+            media.http = self._http()  # this download's own connection, whichever thread runs a chunk
+            request, done = MediaIoBaseDownload(handle, media, chunksize=chunk_bytes), False
+            while not done:
+                _, done = await self._call(lambda s: request.next_chunk)
+        os.replace(partial, target)
+        return target
+
+
+def _complete(path: Path, file: dict[str, Any]) -> bool:
+    if "size" in file and path.stat().st_size != int(file["size"]):
+        return False
+    if "md5Checksum" in file:
+        digest = hashlib.md5()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest() == file["md5Checksum"]
+    return True
