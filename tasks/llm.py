@@ -286,18 +286,27 @@ class LlmClient:
         return answer
 
     async def _anthropic(self, system: str, user: str, tokens: int, max_tokens: int) -> Completion:
+        params: dict[str, Any] = {"max_tokens": max_tokens, "messages": [{"role": "user", "content": user}]}
+        if self.spec.temperature is not None:
+            params["temperature"] = self.spec.temperature
+        message = await self.message(params, tokens, system)
+        usage = message.usage
+        text = "".join(block.text for block in message.content if block.type == "text")
+        stop = {"max_tokens": "length", "refusal": "refusal"}.get(message.stop_reason or "", "end")
+        return Completion(text, stop, usage.input_tokens, usage.output_tokens,
+                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
+
+    async def message(self, params: dict[str, Any], tokens: int, system: str = ""):
+        """One Anthropic Messages call with any content (documents, tools) under the limits and
+        retries; the system prompt is sent cacheable when it is long enough. Returns the SDK Message."""
         import anthropic
 
-        spec = self.spec
-        params: dict[str, Any] = {"model": spec.model, "max_tokens": max_tokens,
-                                  "messages": [{"role": "user", "content": user}]}
+        params = {"model": self.spec.model, **params}
         if system:
             block = {"type": "text", "text": system}
             if len(system) / 4 >= CACHE_MIN_TOKENS:
                 block["cache_control"] = {"type": "ephemeral"}
             params["system"] = [block]
-        if spec.temperature is not None:
-            params["temperature"] = spec.temperature
 
         async def send():
             try:
@@ -309,12 +318,14 @@ class LlmClient:
             except anthropic.APIConnectionError as error:
                 raise ConnectionError(str(error)) from None
 
-        message = await (await self.api.call(send, tokens)).parse()
-        usage = message.usage
-        text = "".join(block.text for block in message.content if block.type == "text")
-        stop = {"max_tokens": "length", "refusal": "refusal"}.get(message.stop_reason or "", "end")
-        return Completion(text, stop, usage.input_tokens, usage.output_tokens,
-                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
+        return await (await self.api.call(send, tokens)).parse()
+
+    def cost(self, usage) -> float | None:
+        """$ of an Anthropic `usage` at this model's price."""
+        if self.spec.price is None:
+            return None
+        return round(self.spec.price.cost(usage.input_tokens, usage.output_tokens,
+                                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0), 8)
 
     async def _openai(self, system: str, user: str, tokens: int, max_tokens: int) -> Completion:
         spec = self.spec
