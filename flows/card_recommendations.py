@@ -6,7 +6,6 @@ the top card, its issuer and savings, and all recommendations as JSON are added 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from tasks.chunk import ApiSpec, Job
 from tasks.engine import default_work_dir, run_job
 from tasks.http import ApiClient, RetryPolicy, RowError
 from tasks.secrets import resolve_secret
+from tasks.tables import as_text
 
 RESULT_COLUMNS = ("recommended_card", "issuer", "annual_savings", "recommendations_json")
 NUMBER_COLUMNS = {"monthly_spend": float, "credit_score": int}
@@ -76,7 +76,7 @@ def user_profile(row: dict[str, Any]) -> dict[str, Any]:
     for name, value in row.items():
         if hasattr(value, "item"):  # numpy scalars from parquet input
             value = value.item()
-        if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        if as_text(value) == "":
             continue
         if name in NUMBER_COLUMNS and not isinstance(value, (int, float)):
             try:

@@ -28,6 +28,7 @@ from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 from tasks.http import ApiClient, CallStats, FatalError, RetryPolicy, RowError
 from tasks.ratelimit import RateLimiter, limiter_path
 from tasks.secrets import Secret
+from tasks.tables import as_text
 
 Handler = Callable[[dict[str, Any], dict[str, ApiClient]], Awaitable[dict[str, Any]]]
 
@@ -196,7 +197,7 @@ def input_problem(row: dict, job: Job, duplicates: dict[int, int], source: str) 
     if key is not None:
         value = row.get(key)
         where = f"{source} row {row['_row']}, column {key}"
-        if value is None or (isinstance(value, float) and value != value) or str(value).strip() == "":
+        if as_text(value).strip() == "":
             return f"{where}: empty"
         if row["_row"] in duplicates:
             return f"{where}: duplicate {key} {value!r} (first seen at row {duplicates[row['_row']]})"

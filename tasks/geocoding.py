@@ -7,11 +7,11 @@ fails). OK and ZERO_RESULTS are answers, cached by normalised address like every
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 from tasks.http import ApiClient, RowError
+from tasks.tables import as_text
 
 PATH = "/maps/api/geocode/json"
 MAX_ADDRESS_CHARS = 500  # a longer "address" is not one; Google rejects long URLs anyway
@@ -22,8 +22,7 @@ STATUS_CODES = {"OK": 200, "ZERO_RESULTS": 200, "OVER_QUERY_LIMIT": 429, "OVER_D
 
 def address_key(raw: Any) -> tuple[str, str]:
     """(cache key, problem): the address lower-cased with punctuation and spacing unified."""
-    text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw)
-    text = " ".join(text.split())
+    text = " ".join(as_text(raw).split())
     if not text:
         return "", "empty address"
     if len(text) > MAX_ADDRESS_CHARS:

@@ -20,6 +20,7 @@ from typing import Any
 from tasks.chunk import ApiSpec
 from tasks.http import ApiClient, ErrorAnswer, RetryPolicy, RowError
 from tasks.secrets import Secret
+from tasks.tables import as_text
 
 PROVIDERS = {  # default endpoint, API-key env var, default model
     "anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY", "claude-haiku-5-5"),
@@ -111,10 +112,7 @@ class PromptTemplate:
                              f"not found in {what}; available: {', '.join(available)}")
 
     def render(self, values: dict[str, Any]) -> str:
-        def text(value: Any) -> str:
-            return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-
-        return self.text.format_map({name: text(values.get(name)) for name in self.fields})
+        return self.text.format_map({name: as_text(values.get(name)) for name in self.fields})
 
 
 @dataclass

@@ -5,13 +5,14 @@ task per number: ~35 µs a number, 100 000 numbers in a few seconds on one core.
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 import pandas as pd
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+
+from tasks.tables import as_text
 
 TYPES = {value: name.lower() for name, value in vars(PhoneNumberType).items() if name.isupper()}
 PARSE_ERRORS = {
@@ -26,7 +27,7 @@ MAX_CHARS = 64  # longer "numbers" are not numbers; phonenumbers refuses over 25
 
 def check_phone(raw: Any, region: str) -> dict[str, Any]:
     """One number -> phone_e164, phone_type, phone_region, phone_error ("" when valid)."""
-    text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
+    text = as_text(raw).strip()
     result = {"phone_e164": "", "phone_type": "", "phone_region": "", "phone_error": ""}
     if not text:
         result["phone_error"] = "empty phone"

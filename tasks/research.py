@@ -6,26 +6,20 @@ leads need and `tasks.lookups.cached_lookup` searches only those the persistent 
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any
 
 from tasks.http import ApiClient, RowError
+from tasks.tables import as_text
 
 FREE_MAIL = {"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com",
              "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "web.de", "mail.ru"}
 SUMMARY_CHARS = 900
 
 
-def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value).strip()
-
-
 def normalise_domain(value: Any) -> str:
     """'https://WWW.Acme.com:443/about?x' -> 'acme.com'; '' when there is no usable host."""
-    text = _text(value).lower()
+    text = as_text(value).strip().lower()
     text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
     text = re.split(r"[/?#\s]", text, maxsplit=1)[0].rsplit("@", 1)[-1].split(":", 1)[0].strip(".")
     text = text.removeprefix("www.")
@@ -35,10 +29,10 @@ def normalise_domain(value: Any) -> str:
 def research_key(row: dict[str, Any]) -> tuple[str, str]:
     """(cache key, search query) for a lead: its company's domain (from `domain`, `website`, or a
     non-free-mail `email`), else the company name."""
-    company = _text(row.get("company"))
+    company = as_text(row.get("company")).strip()
     domain = normalise_domain(row.get("domain")) or normalise_domain(row.get("website"))
     if not domain:
-        email_domain = normalise_domain(_text(row.get("email")).rpartition("@")[2])
+        email_domain = normalise_domain(as_text(row.get("email")).strip().rpartition("@")[2])
         domain = "" if email_domain in FREE_MAIL else email_domain
     if domain:
         return domain, f"{company} {domain}".strip()

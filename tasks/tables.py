@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -139,6 +140,11 @@ def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
 
 def _clean_text(value: str) -> str:
     return _BAD_BYTES.sub("\ufffd", value)
+
+
+def as_text(value: Any) -> str:
+    """A cell's value as text: "" for None and NaN (pandas' empty cell)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _cell_text(value) -> str:
