@@ -36,11 +36,6 @@ USER = ("Recipient: {first_name} at {company} ({domain}).\n"
 LEFTOVER = re.compile(r"\{[a-z_]+\}|\[(?:first name|name|company|your name)\]", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=8)
-def _cache(path: str) -> LookupCache:
-    return LookupCache(path)
-
-
 async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, system: PromptTemplate,
                       user: PromptTemplate, column: str, research_cache: str) -> dict[str, Any] | Partial:
     """Chunk-engine handler: the lead's research from the cache, then one LLM call."""
@@ -50,7 +45,7 @@ async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, sys
     key, _ = research_key(row)
     if not key:
         raise RowError("columns company and domain/website: both empty, nothing to research", bad_input=True)
-    cache = _cache(research_cache)
+    cache = LookupCache.shared(research_cache)
     found = cache.get([key]).get(key)
     if found is None:
         raise RowError(f"research for {key} failed: {cache.failure(key) or 'not done'}", retryable=True)

@@ -4,6 +4,7 @@ the answers; a rerun, or another file with the same keys, costs no request.
 """
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -17,21 +18,39 @@ from tasks.chunk import Job
 from tasks.engine import run_job_on_frame
 
 
-class LookupCache:
-    """key -> answer (a JSON object) in SQLite, with the last failure per key; many processes may
-    read and write it at once. Answers older than `max_age_days` count as missing."""
+class SqliteStore:
+    """A small SQLite file under the work dir that many threads and processes share (WAL mode);
+    subclasses give their `TABLES`. `shared(path)` is one instance per path and process."""
 
-    def __init__(self, path: str | Path, max_age_days: float | None = None):
+    TABLES: tuple[str, ...] = ()
+
+    def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.max_age = max_age_days * 86400 if max_age_days else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT, at REAL)")
-            db.execute("CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, error TEXT, at REAL)")
+            for table in self.TABLES:
+                db.execute(f"CREATE TABLE IF NOT EXISTS {table}")
+
+    @classmethod
+    @functools.lru_cache(maxsize=16)
+    def shared(cls, path: str):
+        return cls(path)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60)
+
+
+class LookupCache(SqliteStore):
+    """key -> answer (a JSON object), with the last failure per key. Answers older than
+    `max_age_days` count as missing."""
+
+    TABLES = ("answers (key TEXT PRIMARY KEY, answer TEXT, at REAL)",
+              "failures (key TEXT PRIMARY KEY, error TEXT, at REAL)")
+
+    def __init__(self, path: str | Path, max_age_days: float | None = None):
+        super().__init__(path)
+        self.max_age = max_age_days * 86400 if max_age_days else None
 
     def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         keys, found = list(dict.fromkeys(keys)), {}

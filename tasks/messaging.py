@@ -9,15 +9,13 @@ at the provider (`GET /v1/messages?idempotency_key=`): delivered -> recorded, no
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
-import sqlite3
 import time
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 from tasks.http import ApiClient, RetryPolicy, RowError
+from tasks.lookups import SqliteStore
 
 PATH = "/v1/messages"
 RESULT_COLUMNS = ("message_status", "provider_id")
@@ -27,19 +25,10 @@ def idempotency_key(request_id: str, template_version: str) -> str:
     return hashlib.sha256(f"{request_id}\0{template_version}".encode()).hexdigest()[:32]
 
 
-class Outbox:
+class Outbox(SqliteStore):
     """key -> (state, provider id, status); one row per message, committed before each send."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS outbox (key TEXT PRIMARY KEY, state TEXT, provider_id TEXT, "
-                       "status TEXT, updated REAL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=60)
+    TABLES = ("outbox (key TEXT PRIMARY KEY, state TEXT, provider_id TEXT, status TEXT, updated REAL)",)
 
     def get(self, key: str) -> tuple[str, str, str] | None:
         with closing(self._connect()) as db:
@@ -48,11 +37,6 @@ class Outbox:
     def record(self, key: str, state: str, provider_id: str = "", status: str = "") -> None:
         with closing(self._connect()) as db, db:
             db.execute("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?)", (key, state, provider_id, status, time.time()))
-
-
-@functools.lru_cache(maxsize=8)
-def _outbox(path: str) -> Outbox:
-    return Outbox(path)
 
 
 async def _delivered(api: ApiClient, key: str) -> dict[str, Any] | None:
@@ -69,7 +53,7 @@ async def _delivered(api: ApiClient, key: str) -> dict[str, Any] | None:
 async def send_message(row: dict[str, Any], clients: dict[str, ApiClient], *, outbox: str,
                        attempts: int = 5) -> dict[str, Any]:
     """Chunk-engine handler for one message {idempotency_key, to, channel, body}."""
-    api, box, key = clients["messaging"], _outbox(outbox), row["idempotency_key"]
+    api, box, key = clients["messaging"], Outbox.shared(outbox), row["idempotency_key"]
     known = box.get(key)
     if known and known[0] == "sent":
         return {"message_status": known[2], "provider_id": known[1]}
