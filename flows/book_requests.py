@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from tasks.geocoding import RESULT_COLUMNS as GEO_COLUMNS, address_key, geocode,
 from tasks.http import RetryPolicy
 from tasks.llm import PromptTemplate
 from tasks.lookups import LookupCache, cached_lookup
-from tasks.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS, idempotency_key, send_message
+from tasks.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS, idempotency_key, is_email, send_message
 from tasks.phones import check_phones, fast_e164
 from tasks.progress import publish_summary, summary_markdown
 from tasks.secrets import resolve_secret
@@ -125,7 +124,7 @@ def book_requests(
         if "email" not in requests:
             raise ValueError(f"{input_path}: --channel email needs an 'email' column")
         for i, email in requests["email"].items():
-            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(email).strip()):
+            if not is_email(str(email).strip()):
                 reasons.setdefault(i, []).append(f"invalid email: {str(email)[:60]!r}")
     timings["phones"] = time.monotonic() - step
 

@@ -20,6 +20,7 @@ from tasks.engine import default_work_dir, run_job
 from tasks.http import RowError
 from tasks.llm import PROVIDERS, LlmClient, LlmSpec, PromptTemplate, load_prices, price_for
 from tasks.lookups import LookupCache, cached_lookup
+from tasks.messaging import is_email
 from tasks.research import research_key, search_company
 from tasks.secrets import resolve_secret
 from tasks.tables import InputError, read_chunks
@@ -40,7 +41,7 @@ async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, sys
                       user: PromptTemplate, column: str, research_cache: str) -> dict[str, Any] | Partial:
     """Chunk-engine handler: the lead's research from the cache, then one LLM call."""
     email = str(row.get("email") or "").strip()
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+    if not is_email(email):
         raise RowError(f"column email: {email[:80]!r} is not an email address", bad_input=True)
     key, _ = research_key(row)
     if not key:

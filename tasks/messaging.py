@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from contextlib import closing
 from typing import Any
@@ -19,6 +20,11 @@ from tasks.lookups import SqliteStore
 
 PATH = "/v1/messages"
 RESULT_COLUMNS = ("message_status", "provider_id")
+
+
+def is_email(text: str) -> bool:
+    """Looks like an address a message can be sent to: local@domain.tld, no spaces."""
+    return re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text) is not None
 
 
 def idempotency_key(request_id: str, template_version: str) -> str:
