@@ -11,12 +11,21 @@ from contextlib import nullcontext
 from pathlib import Path
 
 
+def _absolute(value: str | None) -> str | None:
+    return value and str(Path(value).resolve())
+
+
+def _given(args, *names: str) -> dict:
+    """The named options the user gave (the flow's defaults apply to the others)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def _card_recommendations(args) -> dict:
     from flows.card_recommendations import card_recommendations
 
     return card_recommendations(
-        input_path=str(Path(args.input).resolve()), output_path=str(Path(args.output).resolve()),
-        config_path=args.config and str(Path(args.config).resolve()), limit=args.limit, runner=args.runner,
+        input_path=_absolute(args.input), output_path=_absolute(args.output),
+        config_path=_absolute(args.config), limit=args.limit, runner=args.runner,
         concurrency=args.concurrency, chunk_size=args.chunk_size, workers=args.workers,
     )
 
@@ -24,16 +33,12 @@ def _card_recommendations(args) -> dict:
 def _personalised_emails(args) -> dict:
     from flows.personalised_emails import personalised_emails
 
-    path = lambda value: value and str(Path(value).resolve())  # noqa: E731
-    options = {name: getattr(args, name) for name in (
-        "provider", "model", "write", "limit", "runner", "workers", "llm_base_url", "llm_key_env",
-        "requests_per_minute", "tokens_per_minute", "max_tokens", "temperature", "search_key_env",
-        "searches_per_second", "leads_per_request") if getattr(args, name) is not None}
-    for name in ("concurrency", "chunk_size", "search_base_url"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    figures = personalised_emails(path(args.input), path(args.output), prompt_file=path(args.prompt_file),
-                                  system_file=path(args.system_file), prices_file=path(args.prices), **options)
+    options = _given(args, "provider", "model", "write", "limit", "runner", "workers", "concurrency", "chunk_size",
+                     "llm_base_url", "llm_key_env", "requests_per_minute", "tokens_per_minute", "max_tokens",
+                     "temperature", "search_base_url", "search_key_env", "searches_per_second", "leads_per_request")
+    figures = personalised_emails(_absolute(args.input), _absolute(args.output),
+                                  prompt_file=_absolute(args.prompt_file), system_file=_absolute(args.system_file),
+                                  prices_file=_absolute(args.prices), **options)
     research = figures["research"]
     print(f"research: {research['keys']:,} companies, {research['cache_hits']:,} from the cache, "
           f"{research['looked_up'] + research['lookups_failed']:,} searched")
@@ -48,12 +53,10 @@ def _personalised_emails(args) -> dict:
 def _book_requests(args) -> dict:
     from flows.book_requests import book_requests
 
-    path = lambda value: value and str(Path(value).resolve())  # noqa: E731
-    options = {name: getattr(args, name) for name in (
-        "default_region", "dedupe_threshold", "runner", "workers", "concurrency", "chunk_size", "channel",
-        "geocoding_base_url", "messaging_base_url") if getattr(args, name) is not None}
-    figures = book_requests(path(args.input), path(args.history), path(args.output), send=args.send,
-                            template_file=path(args.template_file), **options)
+    options = _given(args, "default_region", "dedupe_threshold", "runner", "workers", "concurrency", "chunk_size",
+                     "channel", "geocoding_base_url", "messaging_base_url")
+    figures = book_requests(_absolute(args.input), _absolute(args.history), _absolute(args.output), send=args.send,
+                            template_file=_absolute(args.template_file), **options)
     reasons = ", ".join(f"{reason} {count:,}" for reason, count in figures["reasons"].items()) or "none"
     messages = ", ".join(f"{status} {count:,}" for status, count in figures["messages"].items()) or "none"
     print(f"{figures['accepted']:,} accepted, {figures['rejected']:,} rejected ({reasons}) of "
