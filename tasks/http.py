@@ -183,11 +183,14 @@ class ApiClient:
     async def __aexit__(self, *exc) -> None:
         await self._client.aclose()
 
+    @property
+    def limiters(self) -> list[RateLimiter]:
+        return [limiter for limiter in (self.limiter, self.token_limiter) if limiter is not None]
+
     def close(self) -> None:
         """Release the shared limiter files (after `__aexit__`)."""
-        for limiter in (self.limiter, self.token_limiter):
-            if limiter is not None:
-                limiter.close()
+        for limiter in self.limiters:
+            limiter.close()
 
     async def request(self, method: str, url: str, tokens: int = 0, **kwargs: Any) -> httpx.Response:
         """Send with retries; returns a 2xx/3xx response or raises RowError / FatalError."""
@@ -216,9 +219,8 @@ class ApiClient:
             await asyncio.sleep(wait if wait is not None else self.retry.backoff(attempts + throttled))
 
     def pause_all(self, seconds: float) -> None:
-        for limiter in (self.limiter, self.token_limiter):
-            if limiter is not None:
-                limiter.pause(seconds)
+        for limiter in self.limiters:
+            limiter.pause(seconds)
 
     async def _attempt(self, send) -> tuple[bool, Any, float | None]:
         """One try: (True, result, None), or (False, problem text, seconds to wait or None)."""
