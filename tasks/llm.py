@@ -278,9 +278,8 @@ class LlmClient:
             answer = await self._openai(system, user, tokens, max_tokens)
         self._chars += len(system) + len(user) + 1
         self._tokens += answer.input_tokens + answer.cache_read_tokens + answer.cache_write_tokens
-        if self.spec.price is not None:
-            answer.cost_usd = round(self.spec.price.cost(answer.input_tokens, answer.output_tokens,
-                                                         answer.cache_write_tokens, answer.cache_read_tokens), 8)
+        answer.cost_usd = self._cost(answer.input_tokens, answer.output_tokens, answer.cache_write_tokens,
+                                     answer.cache_read_tokens)
         return answer
 
     async def _anthropic(self, system: str, user: str, tokens: int, max_tokens: int) -> Completion:
@@ -320,10 +319,13 @@ class LlmClient:
 
     def cost(self, usage) -> float | None:
         """$ of an Anthropic `usage` at this model's price."""
+        return self._cost(usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens or 0,
+                          usage.cache_read_input_tokens or 0)
+
+    def _cost(self, tokens_in: int, tokens_out: int, cache_write: int, cache_read: int) -> float | None:
         if self.spec.price is None:
             return None
-        return round(self.spec.price.cost(usage.input_tokens, usage.output_tokens,
-                                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0), 8)
+        return round(self.spec.price.cost(tokens_in, tokens_out, cache_write, cache_read), 8)
 
     async def _openai(self, system: str, user: str, tokens: int, max_tokens: int) -> Completion:
         spec = self.spec
