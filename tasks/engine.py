@@ -283,7 +283,7 @@ def run_job_on_frame(job: Job, frame: pd.DataFrame, **options: Any) -> tuple[dic
     rerun with the same rows resumes); returns the figures and the output rows in order."""
     folder = Path(job.work_dir) / "frames" / job.name
     folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:20]
+    digest = frame_digest(frame)
     source, output = folder / f"{digest}.csv", folder / f"{digest}.out.jsonl"
     frame.to_csv(source, index=False)
     try:
