@@ -42,12 +42,39 @@ def _personalised_emails(args) -> dict:
     research = figures["research"]
     print(f"research: {research['keys']:,} companies, {research['cache_hits']:,} from the cache, "
           f"{research['looked_up'] + research['lookups_failed']:,} searched")
+    _print_cost(figures)
+    return figures
+
+
+def _print_cost(figures: dict) -> None:
+    """Tokens and $ of an LLM run, with the projection to the whole input after a --limit run."""
     if "cost_usd" in figures:
         projected = f"; projected for all {figures['input_rows']:,} rows: ${figures['projected_cost_usd']:,.2f}" \
             if "projected_cost_usd" in figures else ""
         print(f"LLM: {figures['input_tokens']:,} tokens in, {figures['output_tokens']:,} out, "
               f"${figures['cost_usd']:,.4f}{projected}")
+
+
+def _prescriptions(args) -> dict:
+    from flows.prescription_extraction import prescription_extraction
+
+    options = _given(args, "mode", "limit", "model", "recursive", "runner", "workers", "concurrency", "chunk_size",
+                     "max_tokens", "drive_endpoint", "drive_credentials", "drive_requests_per_minute",
+                     "anthropic_base_url", "anthropic_key_env", "requests_per_minute", "tokens_per_minute",
+                     "poll_seconds")
+    figures = prescription_extraction(args.folder_id, _absolute(args.output), files=_absolute(args.files),
+                                      prices_file=_absolute(args.prices), **options)
+    _print_cost(figures)
+    print(f"failed files: {figures['failed_files']} (run them again with --files)")
     return figures
+
+
+def _prescriptions_failed(args) -> dict:
+    from flows.prescription_extraction import failed_files
+
+    target = failed_files(_absolute(args.output), _absolute(args.to), args.include_partial)
+    print(f"{target}: {sum(1 for _ in open(target, encoding='utf-8')) - 1:,} files")
+    return {}
 
 
 def _book_requests(args) -> dict:
@@ -140,18 +167,45 @@ def main(argv: list[str] | None = None) -> int:
     books.add_argument("--messaging-base-url", help="the SMS/email provider (key: MESSAGING_API_KEY)")
     books.set_defaults(run=_book_requests)
 
+    rx = commands.add_parser("prescriptions", help="a Drive folder of prescription PDFs -> fields read by Claude")
+    rx.add_argument("--folder-id", required=True, help="the Drive folder's id")
+    rx.add_argument("-o", "--output", required=True, help="JSON lines output; failed files also go to OUT.failed.csv")
+    rx.add_argument("--mode", choices=("realtime", "batch"), help="a Messages call per file (default) or the "
+                    "Message Batches API (half the price, results within 24 h)")
+    rx.add_argument("--model", help="Claude model (default claude-sonnet-5)")
+    rx.add_argument("--recursive", action="store_true", default=None, help="also the PDFs of sub-folders")
+    rx.add_argument("--files", help="CSV with an id column (e.g. OUT.failed.csv): only these files")
+    rx.add_argument("--max-tokens", type=int, help="per answer (default 1500)")
+    rx.add_argument("--drive-endpoint", help="Drive API endpoint (default Google's; an emulator's .../drive/v3/)")
+    rx.add_argument("--drive-credentials", help="service-account JSON file, 'default' (application-default "
+                    "credentials) or 'anonymous' (default with --drive-endpoint)")
+    rx.add_argument("--drive-requests-per-minute", type=float, help="Drive request limit (default 100)")
+    rx.add_argument("--anthropic-base-url", help="default https://api.anthropic.com")
+    rx.add_argument("--anthropic-key-env", help="env var with the key (default ANTHROPIC_API_KEY)")
+    rx.add_argument("--requests-per-minute", type=float, help="Claude request limit (default 50)")
+    rx.add_argument("--tokens-per-minute", type=float, help="Claude input+output token limit")
+    rx.add_argument("--prices", help="JSON/YAML price table {model: {input, output}} in USD per million tokens")
+    rx.add_argument("--poll-seconds", type=float, help="batch mode: how often a batch is polled (default 30)")
+    rx.set_defaults(run=_prescriptions)
+
+    failed = commands.add_parser("prescriptions-failed", help="export the failed files of a prescriptions output")
+    failed.add_argument("output", help="a prescriptions output (.jsonl)")
+    failed.add_argument("-o", "--to", help="CSV to write (default OUT.failed.csv)")
+    failed.add_argument("--include-partial", action="store_true", help="also the partial ones")
+    failed.set_defaults(run=_prescriptions_failed, runner="thread")
+
     demo = commands.add_parser("demo", help="run card recommendations on generated users against the emulators")
     demo.add_argument("--rows", type=int, default=3000)
     demo.add_argument("--dir", help="where to write the sample input and output (default: a new temp dir)")
     demo.set_defaults(run=_demo, limit=None, concurrency=None, chunk_size=None)
 
-    for sub in (cards, emails, books, demo):
+    for sub in (cards, emails, books, rx, demo):
         sub.add_argument("--runner", default="thread", help="thread (default), dask, or tcp://host:port of a Dask scheduler")
         sub.add_argument("--workers", type=int, help="chunks run at once (threads or Dask processes)")
-    for sub in (cards, emails, books):
+    for sub in (cards, emails, books, rx):
         sub.add_argument("--concurrency", type=int, help="requests in flight for the whole run")
         sub.add_argument("--chunk-size", type=int, help="rows per Prefect task")
-    for sub in (cards, emails):
+    for sub in (cards, emails, rx):
         sub.add_argument("--limit", type=int, help="process only the first N rows (a test-size run)")
 
     args = parser.parse_args(argv)

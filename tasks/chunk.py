@@ -74,10 +74,14 @@ class Partial:
     reason: str
 
 
+class Failed(Partial):
+    """A failed row whose result is still worth keeping (the usage and cost of a paid call)."""
+
+
 @dataclass(frozen=True)
 class Job:
     """What to do with each row. `handler(row, clients)` returns the row's result columns (a dict,
-    or a `Partial`); it may be a `functools.partial` of a module-level function."""
+    a `Partial` or a `Failed`); it may be a `functools.partial` of a module-level function."""
 
     name: str
     handler: Handler
@@ -88,6 +92,7 @@ class Job:
     version: str = "1"  # change when the same input should give a different answer (model, prompt ...)
     concurrency: int = 50  # rows in flight inside one chunk
     totals: tuple[str, ...] = ()  # numeric result columns summed in the run summary (tokens, cost_usd)
+    ok_label: str = "ok"  # the output's word for an ok row (e.g. "success")
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -131,12 +136,18 @@ def needs_work(record: dict | None) -> bool:
     return record is None or (record["status"] == "failed" and record.get("retryable", False))
 
 
-def summarize(chunk: ChunkRef, records: dict[int, dict], **extra: Any) -> dict[str, Any]:
+def summarize(chunk: ChunkRef, records: dict[int, dict], totals: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    """Counts per status, and the sums of the `totals` result columns (for a running cost)."""
     statuses = [r["status"] for r in records.values()]
+    sums = dict.fromkeys(totals, 0)
+    for record in records.values():
+        for name in totals:
+            value = (record.get("result") or {}).get(name)
+            sums[name] += value if isinstance(value, (int, float)) else 0
     return {
         "index": chunk.index, "rows": chunk.rows, "done": len(records),
         "ok": statuses.count("ok"), "partial": statuses.count("partial"), "failed": statuses.count("failed"),
-        "retryable": sum(1 for r in records.values() if needs_work(r)),
+        "retryable": sum(1 for r in records.values() if needs_work(r)), "totals": sums,
         **extra,
     }
 
@@ -180,7 +191,7 @@ def process_chunk(chunk: ChunkRef, job: Job, abort_file: str) -> dict[str, Any]:
     if todo:
         stats = _run(_process_rows(todo, job, journal, duplicates, chunk.source, abort_file))
         records = read_journal(journal)
-    return summarize(chunk, records, processed=len(todo), stats=stats.__dict__,
+    return summarize(chunk, records, job.totals, processed=len(todo), stats=stats.__dict__,
                      seconds=round(time.monotonic() - started, 3), worker=f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -262,7 +273,8 @@ async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicat
         try:
             result = await job.handler({k: v for k, v in row.items() if not k.startswith("_")}, clients)
             if isinstance(result, Partial):
-                record = {"row": number, "status": "partial", "error": result.reason, "result": result.result}
+                status = "failed" if isinstance(result, Failed) else "partial"
+                record = {"row": number, "status": status, "error": result.reason, "result": result.result}
             else:
                 record = {"row": number, "status": "ok", "error": "", "result": result}
         except RowError as error:

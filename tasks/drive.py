@@ -16,9 +16,11 @@ import os
 import re
 import threading
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.chunk import ApiSpec
 from tasks.http import ApiClient, ErrorAnswer
 
 FOLDER = "application/vnd.google-apps.folder"
@@ -26,6 +28,8 @@ PDF = "application/pdf"
 FIELDS = "nextPageToken, files(id, name, mimeType, size, md5Checksum, modifiedTime, parents)"
 RATE_LIMIT_REASONS = {"userRateLimitExceeded", "rateLimitExceeded", "dailyLimitExceeded"}
 MAX_NAME = 120
+DRIVE_URL = "https://www.googleapis.com/drive/v3/"
+SCOPES = ["https://www.googleapis.com/auth/drive.readonly"]
 
 
 class DriveAnswer:
@@ -65,12 +69,59 @@ def safe_name(name: str, file_id: str) -> str:
     return f"{clean_id}-{stem}{'.' + ext if ext else ''}"
 
 
+def load_credentials(kind: str):
+    """`anonymous` (the emulator), `default` (application-default credentials) or the path of a
+    service-account JSON key file; read-only Drive scope."""
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+    from google.oauth2 import service_account
+
+    if kind == "anonymous":
+        return AnonymousCredentials()
+    if kind == "default":
+        return google.auth.default(scopes=SCOPES)[0]
+    return service_account.Credentials.from_service_account_file(kind, scopes=SCOPES)
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """Where Drive is, how to sign in (see `load_credentials`) and its request limit; `client()`
+    gives the per-chunk `Drive` (the chunk engine's API protocol)."""
+
+    endpoint: str = DRIVE_URL
+    credentials: str = "default"
+    requests_per_minute: float | None = 100
+    timeout: float = 120.0
+    name: str = "drive"
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoint
+
+    def client(self, concurrency: int, state_dir: str) -> "Drive":
+        per_second = self.requests_per_minute / 60 if self.requests_per_minute else None
+        api = ApiSpec(self.name, self.endpoint, timeout=self.timeout, rate_per_second=per_second, rate_window=60,
+                      status_of=status_of).client(concurrency, state_dir)
+        return Drive(api, self.endpoint, load_credentials(self.credentials))
+
+
 class Drive:
     """One per chunk: `await drive.list_folder(id)`, `await drive.download(file, directory)`."""
 
     def __init__(self, api: ApiClient, endpoint: str, credentials=None):
         self.api, self.endpoint, self.credentials = api, endpoint, credentials
+        self.stats = api.stats
         self._local = threading.local()
+
+    async def __aenter__(self) -> "Drive":
+        await self.api.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.api.__aexit__(*exc)
+
+    def close(self) -> None:
+        self.api.close()
 
     def _http(self):
         """A new authorised connection: httplib2 objects must not be shared between threads."""
@@ -147,9 +198,9 @@ class Drive:
 
 
 def _complete(path: Path, file: dict[str, Any]) -> bool:
-    if "size" in file and path.stat().st_size != int(file["size"]):
+    if file.get("size") and path.stat().st_size != int(file["size"]):
         return False
-    if "md5Checksum" in file:
+    if file.get("md5Checksum"):
         digest = hashlib.md5()
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -124,7 +124,7 @@ def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
         status, errors = [], []
         for number in frame["_row"]:
             record = records.get(number) or {"status": "failed", "error": missing}
-            status.append(record["status"])
+            status.append(job.ok_label if record["status"] == "ok" else record["status"])
             errors.append(record.get("error", ""))
             values = record.get("result") or {}
             for name in job.result_columns:
@@ -135,7 +135,8 @@ def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
             counts[record["status"]] += 1
             if record["status"] != "ok":
                 reasons[reason_of(record["error"])] += 1
-        out = frame[[c for c in frame.columns if not c.startswith("_")]].copy()
+        replaced = {*job.result_columns, "status", "error"}  # e.g. an earlier run's output given as input
+        out = frame[[c for c in frame.columns if not c.startswith("_") and c not in replaced]].copy()
         for name, values in results.items():
             out[name] = values
         out["status"], out["error"] = status, errors
@@ -188,7 +189,10 @@ class Tally:
             self.stats.add(summary["stats"])
             self.workers[summary["worker"]] += 1
         self.summaries[index] = summary
-        progress.update(sum(s["done"] for s in self.summaries.values()))
+        totals = Counter()
+        for done in self.summaries.values():
+            totals.update(done.get("totals", {}))
+        progress.update(sum(s["done"] for s in self.summaries.values()), totals=totals)
 
     def unfinished(self, job: Job, chunks: list[ChunkRef]) -> list[ChunkRef]:
         """Chunks to run again: failed, with transient row failures, or cached but journal deleted."""
@@ -229,8 +233,9 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
             runner: str = "thread", workers: int | None = None, limit: int | None = None,
             required: tuple[str, ...] = (), sheet: str | None = None, encoding: str = "utf-8-sig",
             retry_passes: int = 1, total_concurrency: int | None = None,
-            facts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run `job` over every row of the input; returns the run's figures (also published as artifact)."""
+            facts: dict[str, Any] | None = None, projected_rows: int | None = None) -> dict[str, Any]:
+    """Run `job` over every row of the input; returns the run's figures (also published as artifact).
+    The cost is projected to `projected_rows` (default: all the input's rows when `limit` is given)."""
     logger = get_run_logger()
     started = time.monotonic()
     if total_concurrency:  # the run's concurrency is shared by the chunks running at once
@@ -238,15 +243,17 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         job = dataclasses.replace(job, concurrency=per_chunk)
     chunks = stage_input(job, input_path, chunk_size, runner, limit, required, sheet, encoding)
     total_rows = sum(c.rows for c in chunks)
+    full_rows = projected_rows or (exact_rows(input_path, sheet, encoding)
+                                   if limit is not None and "cost_usd" in job.totals else None)
     staged_at = time.monotonic()
     logger.info(f"{job.name}: {total_rows:,} rows from {input_path} in {len(chunks)} chunks "
                 f"(staged in {staged_at - started:.1f} s), runner {runner}, {job.concurrency} rows in flight per chunk")
-    progress = Progress(job.name, total_rows, logger)
+    progress = Progress(job.name, total_rows, logger, projected_rows=full_rows or total_rows)
     tally = run_chunks(job, chunks, runner, workers, retry_passes, progress)
     processed_at = time.monotonic()
     counts, reasons, sums = assemble_output(job, chunks, output_path, tally.chunk_errors)
-    full_rows = exact_rows(input_path, sheet, encoding) if limit is not None and "cost_usd" in sums else None
-    progress.update(total_rows, final=True)
+    full_rows = full_rows if "cost_usd" in sums else None
+    progress.update(total_rows, final=True, totals=sums)
     seconds = time.monotonic() - started
     processed = sum(s.get("processed", 0) for s in tally.summaries.values())
     stats = tally.stats

@@ -15,7 +15,7 @@ import os
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from tasks.chunk import ApiSpec
 from tasks.http import ApiClient, ErrorAnswer, RetryPolicy, RowError
@@ -293,21 +293,30 @@ class LlmClient:
         return Completion(text, stop, usage.input_tokens, usage.output_tokens,
                           usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
 
-    async def message(self, params: dict[str, Any], tokens: int, system: str = ""):
-        """One Anthropic Messages call with any content (documents, tools) under the limits and
-        retries; the system prompt is sent cacheable when it is long enough. Returns the SDK Message."""
-        import anthropic
-
+    def anthropic_params(self, params: dict[str, Any], system: str = "") -> dict[str, Any]:
+        """Messages parameters with the model and the system prompt (cacheable when long enough)."""
         params = {"model": self.spec.model, **params}
         if system:
             block = {"type": "text", "text": system}
             if len(system) / 4 >= CACHE_MIN_TOKENS:
                 block["cache_control"] = {"type": "ephemeral"}
             params["system"] = [block]
+        return params
+
+    async def message(self, params: dict[str, Any], tokens: int, system: str = ""):
+        """One Anthropic Messages call with any content (documents, tools); returns the SDK Message."""
+        params = self.anthropic_params(params, system)
+        answer = await self.sdk_call(lambda sdk: sdk.messages.with_raw_response.create(**params), tokens)
+        return await answer.parse()
+
+    async def sdk_call(self, make: Callable[[Any], Awaitable[Any]], tokens: int = 0) -> Any:
+        """`make(sdk)` (a coroutine on the Anthropic SDK client) under the limits and retries: the
+        SDK's HTTP errors, timeouts and connection errors are handed to our retry loop."""
+        import anthropic
 
         async def send():
             try:
-                return await self._sdk.messages.with_raw_response.create(**params)
+                return await make(self._sdk)
             except anthropic.APIStatusError as error:
                 raise ErrorAnswer(error.response) from None
             except anthropic.APITimeoutError:
@@ -315,7 +324,7 @@ class LlmClient:
             except anthropic.APIConnectionError as error:
                 raise ConnectionError(str(error)) from None
 
-        return await (await self.api.call(send, tokens)).parse()
+        return await self.api.call(send, tokens)
 
     def cost(self, usage) -> float | None:
         """$ of an Anthropic `usage` at this model's price."""

@@ -32,9 +32,10 @@ def duration(seconds: float) -> str:
 class Progress:
     """`update(rows_done)` as chunks finish; throttled so it costs nothing per row."""
 
-    def __init__(self, name: str, total_rows: int, logger: logging.Logger,
-                 artifact_every: float = 2.0, log_every: float = 5.0):
+    def __init__(self, name: str, total_rows: int, logger: logging.Logger, artifact_every: float = 2.0,
+                 log_every: float = 5.0, projected_rows: int | None = None):
         self.name, self.total, self.logger = name, max(total_rows, 0), logger
+        self.projected_rows = projected_rows or self.total  # a --limit run projects its cost to the whole input
         self.artifact_every, self.log_every = artifact_every, log_every
         self.started = time.monotonic()
         self.done = self.baseline = 0
@@ -57,22 +58,32 @@ class Progress:
         elapsed = time.monotonic() - self.started
         return (self.done - self.baseline) / elapsed if elapsed > 0 else 0.0
 
-    def update(self, done: int, final: bool = False) -> None:
+    def cost_note(self, totals: dict[str, float] | None) -> str:
+        """'$ so far, projected $ for all rows' when the rows have a cost, else ""."""
+        if not totals or "cost_usd" not in totals or not self.done:
+            return ""
+        cost = totals["cost_usd"]
+        return (f"; ${cost:,.4f} so far, projected ${cost / self.done * self.projected_rows:,.2f} "
+                f"for all {self.projected_rows:,} rows")
+
+    def update(self, done: int, final: bool = False, totals: dict[str, float] | None = None) -> None:
         self.done = done
+        note = self.cost_note(totals)
         now = time.monotonic()
         if self._bar is not None:
             self._bar.update(self._task, completed=done, rate=f"{self.rate():,.0f} rows/s")
         if final or now - self._last_artifact >= self.artifact_every:
             self._last_artifact = now
             percent = 100.0 * done / self.total if self.total else 100.0
-            update_progress_artifact(self.artifact_id, progress=min(percent, 100.0))
+            update_progress_artifact(self.artifact_id, progress=min(percent, 100.0),
+                                     description=f"{self.name}: {done:,} of {self.total:,} rows finished{note}")
         if final or now - self._last_log >= self.log_every:
             self._last_log = now
             rate = self.rate()
             eta = duration((self.total - done) / rate) if rate > 0 and done < self.total else "-"
             percent = 100.0 * done / self.total if self.total else 100.0
             self.logger.info(f"{self.name}: {done:,}/{self.total:,} rows ({percent:.1f}%), "
-                             f"{rate:,.0f} rows/s, ETA {eta}")
+                             f"{rate:,.0f} rows/s, ETA {eta}{note}")
 
     def close(self) -> None:
         if self._bar is not None:

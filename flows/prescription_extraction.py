@@ -1,0 +1,226 @@
+"""Prescription extraction: list a Google Drive folder of PDFs, download each, read its fields with
+Claude (a Messages call per file, or the Message Batches API at half the price), and write one JSON
+object per file in listing order with its status, fields, token usage and $ cost, plus a CSV of the
+failed files that `--files` runs again.
+
+Statuses: `success`; `partial` (read, but required fields missing or illegible); `failed` (not a PDF,
+empty, too large, unreadable, or the API gave up: see `error`; transient failures are retried on rerun).
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+
+from tasks.batches import BATCH_DISCOUNT, RESUBMIT, BatchSpec, failure_kind
+from tasks.chunk import Failed, Job, Partial
+from tasks.drive import DriveSpec, safe_name
+from tasks.engine import default_work_dir, run_job
+from tasks.extraction import SYSTEM, TOOL, estimate_tokens, interpret, request_params
+from tasks.http import RowError
+from tasks.llm import LlmSpec, load_prices, price_for
+from tasks.secrets import resolve_secret
+from tasks.tables import read_chunks
+
+LISTED = ("id", "name", "path", "size", "md5Checksum", "modifiedTime")
+RESULTS = ("fields", "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd")
+MAX_PDF_BYTES = (32 << 20) * 3 // 4 - (64 << 10)  # a Messages request holds 32 MB; base64 adds a third
+
+
+async def fetch_pdf(row: dict[str, Any], drive, downloads: str, max_bytes: int) -> Path:
+    """The file downloaded to `downloads` (once), after the checks that need no API call."""
+    size = int(row.get("size") or 0)
+    if size == 0:
+        raise RowError("empty file (0 bytes)")
+    if size > max_bytes:
+        raise RowError(f"the PDF is {size / 1e6:.1f} MB; a Claude request takes a PDF of at most "
+                       f"{max_bytes / 1e6:.1f} MB (32 MB after base64)")
+    path = await drive.download(row, Path(downloads))
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if b"%PDF-" not in head:
+        path.unlink(missing_ok=True)
+        raise RowError(f"not a PDF: the file starts with {head[:8]!r}")
+    return path
+
+
+def outcome(message, cost: float | None) -> dict[str, Any] | Partial:
+    """A Messages answer as the row's result (status from `interpret`), with its usage and cost."""
+    status, fields, error = interpret(message)
+    usage = message.usage
+    result = {"fields": fields, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+              "cache_write_tokens": usage.cache_creation_input_tokens or 0,
+              "cache_read_tokens": usage.cache_read_input_tokens or 0, "cost_usd": cost}
+    return {"success": result, "partial": Partial(result, error)}.get(status) or Failed(result, error)
+
+
+async def finished(path: Path, work):
+    """Run `work`; the download is deleted once the file has its final answer (kept for a rerun
+    while the failure is transient)."""
+    try:
+        answer = await work
+    except RowError as error:
+        if not error.retryable:
+            path.unlink(missing_ok=True)
+        raise
+    path.unlink(missing_ok=True)
+    return answer
+
+
+async def extract_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int,
+                       max_bytes: int) -> dict[str, Any] | Partial:
+    """Realtime handler: download, one Messages call with the PDF, validated fields."""
+    path = await fetch_pdf(row, clients["drive"], downloads, max_bytes)
+    llm = clients["llm"]
+    tokens = await asyncio.to_thread(estimate_tokens, path, max_tokens)
+    params = await asyncio.to_thread(request_params, path, max_tokens)
+    message = await finished(path, llm.message(params, tokens, SYSTEM))
+    return outcome(message, llm.cost(message.usage))
+
+
+def custom_id(row: dict[str, Any], version: str, attempt: int) -> str:
+    """A batch request's id: the same file (id + md5) under the same settings gets the same id."""
+    digest = hashlib.sha256(f"{row['id']}\0{row.get('md5Checksum')}\0{version}".encode()).hexdigest()[:40]
+    return f"{digest}-{attempt}"
+
+
+async def submit_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
+                      version: str) -> dict[str, Any]:
+    """Batch handler, first pass: download and add the request to a batch; returns its batch id."""
+    batches, request = clients["batches"], custom_id(row, version, 1)
+    if not batches.known(request):  # after a kill: submitted already, not downloaded again
+        await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
+    return {"batch_id": batches.store.batch_of(request)}
+
+
+async def submit_request(row: dict[str, Any], clients: dict, request: str, downloads: str, max_tokens: int,
+                         max_bytes: int) -> None:
+    """Download the file and queue its request for the chunk's next batch."""
+    async with clients["batches"].member():
+        path = await fetch_pdf(row, clients["drive"], downloads, max_bytes)
+        params = await asyncio.to_thread(request_params, path, max_tokens)
+        await clients["batches"].submit(request, params, SYSTEM)
+
+
+async def collect_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
+                       version: str) -> dict[str, Any] | Partial:
+    """Batch handler, second pass: the file's result; an errored or expired request is submitted once more."""
+    if row.get("status") == "failed":
+        raise RowError(row.get("error") or "not submitted")
+    batches = clients["batches"]
+    for attempt in (1, 2):
+        request = custom_id(row, version, attempt)
+        if not batches.known(request):
+            await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
+        result = await batches.result(request)
+        kind = failure_kind(result)
+        if kind not in RESUBMIT:
+            break
+    target = Path(downloads) / safe_name(row.get("name", ""), row["id"])
+    if kind != "succeeded":
+        detail = getattr(getattr(getattr(result, "error", None), "error", None), "message", "")
+        target.unlink(missing_ok=True)
+        raise RowError(f"batch request {kind}{f': {detail}' if detail else ''}"
+                       f"{' (after one resubmission)' if attempt == 2 else ''}")
+    target.unlink(missing_ok=True)
+    cost = batches.llm.cost(result.message.usage)
+    return outcome(result.message, None if cost is None else round(cost * BATCH_DISCOUNT, 8))
+
+
+@task(name="list-drive-folder", retries=2, retry_delay_seconds=5)
+def list_folder(drive: DriveSpec, folder_id: str, recursive: bool, listing: str, work_dir: str,
+                only: list[str] | None = None) -> int:
+    """Write the folder's PDFs (paged listing, sub-folders when asked) to `listing` as JSON lines;
+    with `only`, just those file ids. Returns the number of files."""
+    async def go() -> list[dict]:
+        client = drive.client(1, work_dir)
+        async with client:
+            files = await client.list_folder(folder_id, recursive=recursive)
+        client.close()
+        return files
+
+    files, seen = asyncio.run(go()), set()
+    wanted = set(only) if only is not None else None
+    Path(listing).parent.mkdir(parents=True, exist_ok=True)
+    with open(listing, "w", encoding="utf-8") as handle:
+        for file in files:
+            if file["id"] in seen or (wanted is not None and file["id"] not in wanted):
+                continue  # a file in two listed folders is done once
+            seen.add(file["id"])
+            handle.write(json.dumps({name: file.get(name) for name in LISTED}, ensure_ascii=False) + "\n")
+    return len(seen)
+
+
+def failed_files(output_path: str | Path, target: str | Path | None = None, include_partial: bool = False) -> Path:
+    """Write the failed (and, when asked, partial) files of an output to a CSV that `files` takes."""
+    target = Path(target or Path(output_path).with_suffix(".failed.csv"))
+    statuses = {"failed", "partial"} if include_partial else {"failed"}
+    columns = ["id", "name", "path", "status", "error"]
+    frames = [pd.DataFrame(columns=columns)]
+    if Path(output_path).stat().st_size:
+        frames += [f[f["status"].isin(statuses)][columns] for f in read_chunks(output_path, 20_000, required=columns)]
+    pd.concat(frames).to_csv(target, index=False)
+    return target
+
+
+def file_ids(path: str) -> list[str]:
+    return [i for f in read_chunks(path, 20_000, required=("id",)) for i in f["id"].astype(str)]
+
+
+@flow(name="prescription-extraction")
+def prescription_extraction(
+    folder_id: str, output_path: str, mode: str = "realtime", limit: int | None = None,
+    model: str = "claude-sonnet-5", recursive: bool = False, files: str | None = None, runner: str = "thread",
+    workers: int | None = None, concurrency: int = 8, chunk_size: int = 100, max_tokens: int = 1500,
+    drive_endpoint: str | None = None, drive_credentials: str | None = None, drive_requests_per_minute: float = 100,
+    anthropic_base_url: str | None = None, anthropic_key_env: str = "ANTHROPIC_API_KEY",
+    anthropic_key_block: str | None = None, requests_per_minute: float | None = 50,
+    tokens_per_minute: float | None = None, prices_file: str | None = None, poll_seconds: float = 30,
+    max_pdf_bytes: int = MAX_PDF_BYTES,
+) -> dict[str, Any]:
+    """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines)."""
+    if mode not in ("realtime", "batch"):
+        raise ValueError(f"mode must be 'realtime' or 'batch', not {mode!r}")
+    logger, work_dir = get_run_logger(), default_work_dir()
+    folder = Path(work_dir) / "prescriptions" / safe_name("folder", folder_id)
+    drive = DriveSpec(drive_endpoint or DriveSpec.endpoint, drive_credentials or
+                      ("anonymous" if drive_endpoint else "default"), drive_requests_per_minute)
+    only = file_ids(files) if files else None
+    name = "listing" if only is None else "listing-" + hashlib.sha256("\n".join(only).encode()).hexdigest()[:12]
+    listing = str(folder / f"{name}.jsonl")
+    listed = list_folder(drive, folder_id, recursive, listing, work_dir, only)
+    logger.info(f"folder {folder_id}: {listed:,} PDF files{' (from ' + files + ')' if files else ''}")
+
+    price = price_for(model, load_prices(prices_file))
+    if price is None:
+        logger.warning(f"no price for model {model!r}: cost_usd stays empty (give a prices file)")
+    key = resolve_secret(anthropic_key_env, anthropic_key_block, "Anthropic API key")
+    llm = LlmSpec("anthropic", model, key, anthropic_base_url or "", requests_per_minute, tokens_per_minute,
+                  max_tokens, price=price, timeout=300)
+    version = hashlib.sha256(repr((model, max_tokens, SYSTEM, TOOL)).encode()).hexdigest()[:16]
+    settings = {"downloads": str(folder / "downloads"), "max_tokens": max_tokens, "max_bytes": max_pdf_bytes}
+    options = {"runner": runner, "workers": workers, "total_concurrency": concurrency, "chunk_size": chunk_size}
+    facts = {"folder": f"`{folder_id}`", "files listed": f"{listed:,}", "model": model, "mode": mode}
+    common = {"key_column": "id", "work_dir": work_dir, "version": version, "ok_label": "success"}
+    if mode == "realtime":
+        job = Job("prescription-extraction", functools.partial(extract_file, **settings), RESULTS, (drive, llm),
+                  totals=RESULTS[1:], **common)
+        figures = run_job(job, listing, output_path, limit=limit, facts=facts, **options)
+    else:
+        batches = BatchSpec(llm, poll_seconds=poll_seconds)
+        submit = Job("prescriptions-submit", functools.partial(submit_file, version=version, **settings),
+                     ("batch_id",), (drive, batches), concurrency=chunk_size, **common)
+        submitted = str(folder / f"{name}-submitted-{version}.jsonl")
+        run_job(submit, listing, submitted, limit=limit, **{**options, "total_concurrency": None})
+        collect = Job("prescription-extraction", functools.partial(collect_file, version=version, **settings),
+                      RESULTS, (drive, batches), concurrency=chunk_size, totals=RESULTS[1:], **common)
+        figures = run_job(collect, submitted, output_path, facts=facts, projected_rows=listed if limit else None,
+                          **{**options, "total_concurrency": None})
+    figures["failed_files"] = str(failed_files(output_path))
+    return {**figures, "files_listed": listed}
