@@ -91,6 +91,18 @@ def _book_requests(args) -> dict:
     return figures
 
 
+def _file_metadata(args) -> dict:
+    from flows.file_metadata import file_metadata
+
+    options = _given(args, "include", "exclude", "timeout", "memory_mb", "runner", "workers", "concurrency", "chunk_size")
+    figures = file_metadata(_absolute(args.root), _absolute(args.output), **options)
+    memory = ", ".join(f"{worker} {mib['worker']:,.0f} MiB, parsers {mib['children']:,.0f} MiB"
+                       for worker, mib in figures["peak_rss_mb"].items())
+    print(f"{figures['requests']:,} files parsed in this run (unchanged files are known from earlier runs); "
+          f"peak RSS: {memory or '-'}")
+    return figures
+
+
 def _demo(args) -> dict:
     """Generate users, start the emulators, run card recommendations, print where the output is."""
     from emulators import Emulator
@@ -194,6 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     failed.add_argument("--include-partial", action="store_true", help="also the partial ones")
     failed.set_defaults(run=_prescriptions_failed, runner="thread")
 
+    meta = commands.add_parser("file-metadata", help="format, size, dimensions, duration, author ... of every file in a folder")
+    meta.add_argument("root", help="folder to walk (or one file)")
+    meta.add_argument("-o", "--output", required=True, help="output file: .parquet, .csv, .jsonl or .xlsx")
+    meta.add_argument("--include", action="append", help="only files matching this pattern (e.g. '*.jpg'; "
+                      "case-insensitive; on the path below ROOT if it has a /); repeatable")
+    meta.add_argument("--exclude", action="append", help="skip files and folders matching this pattern; repeatable")
+    meta.add_argument("--timeout", type=float, help="seconds per file before its parser is killed (default 10)")
+    meta.add_argument("--memory-mb", type=int, help="address-space cap of a parser process (default 1024)")
+    meta.add_argument("--runner", default="thread", help="thread (default), dask, or tcp://host:port of a Dask scheduler")
+    meta.add_argument("--workers", type=int, help="chunks run at once (threads or Dask processes)")
+    meta.add_argument("--concurrency", type=int, help="parser processes for the whole run (default: CPU count)")
+    meta.add_argument("--chunk-size", type=int, help="files per Prefect task (default 500)")
+    meta.set_defaults(run=_file_metadata)
+
     demo = commands.add_parser("demo", help="run card recommendations on generated users against the emulators")
     demo.add_argument("--rows", type=int, default=3000)
     demo.add_argument("--dir", help="where to write the sample input and output (default: a new temp dir)")
@@ -227,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batchflows: error: {error}", file=sys.stderr)
         return 1
     if "failed" in figures:
-        partial = f"{figures['partial']:,} partial, " if figures.get("partial") else ""
+        partial = "".join(f"{n:,} {status}, " for status, n in figures.get("statuses", {}).items()
+                          if status not in ("ok", "failed"))  # partial, and a workload's own (unsupported ...)
         print(f"{figures['ok']:,} ok, {partial}{figures['failed']:,} failed (reasons in the 'error' column) of "
               f"{figures['rows']:,} rows in {figures['wall_seconds']} s -> {figures['output']}")
     return 0

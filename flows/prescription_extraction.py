@@ -182,7 +182,7 @@ def prescription_extraction(
     anthropic_base_url: str | None = None, anthropic_key_env: str = "ANTHROPIC_API_KEY",
     anthropic_key_block: str | None = None, requests_per_minute: float | None = 50,
     tokens_per_minute: float | None = None, prices_file: str | None = None, poll_seconds: float = 30,
-    max_pdf_bytes: int = MAX_PDF_BYTES,
+    max_pdf_bytes: int = MAX_PDF_BYTES, claude_timeout: float = 300,
 ) -> dict[str, Any]:
     """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines)."""
     if mode not in ("realtime", "batch"):
@@ -195,6 +195,8 @@ def prescription_extraction(
     name = "listing" if only is None else "listing-" + hashlib.sha256("\n".join(only).encode()).hexdigest()[:12]
     listing = str(folder / f"{name}.jsonl")
     listed = list_folder(drive, folder_id, recursive, listing, work_dir, only)
+    if not listed:
+        raise ValueError(f"Drive folder {folder_id} has no PDF files" + (f" with the ids in {files}" if files else ""))
     logger.info(f"folder {folder_id}: {listed:,} PDF files{' (from ' + files + ')' if files else ''}")
 
     price = price_for(model, load_prices(prices_file))
@@ -202,7 +204,7 @@ def prescription_extraction(
         logger.warning(f"no price for model {model!r}: cost_usd stays empty (give a prices file)")
     key = resolve_secret(anthropic_key_env, anthropic_key_block, "Anthropic API key")
     llm = LlmSpec("anthropic", model, key, anthropic_base_url or "", requests_per_minute, tokens_per_minute,
-                  max_tokens, price=price, timeout=300)
+                  max_tokens, price=price, timeout=claude_timeout)
     version = hashlib.sha256(repr((model, max_tokens, SYSTEM, TOOL)).encode()).hexdigest()[:16]
     settings = {"downloads": str(folder / "downloads"), "max_tokens": max_tokens, "max_bytes": max_pdf_bytes}
     options = {"runner": runner, "workers": workers, "total_concurrency": concurrency, "chunk_size": chunk_size}

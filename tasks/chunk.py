@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import json
 import os
+import resource
 import socket
 import time
 from dataclasses import dataclass, field
@@ -68,14 +69,19 @@ class ApiSpec:
 
 @dataclass
 class Partial:
-    """A handler's answer that is usable but incomplete: status `partial`, `reason` as the error."""
+    """A handler's answer that is usable but incomplete: `reason` as the error, status `partial`
+    or a workload's own word for it (file metadata: `unsupported`, `timeout`)."""
 
     result: dict[str, Any]
     reason: str
+    status: str = "partial"
 
 
+@dataclass
 class Failed(Partial):
     """A failed row whose result is still worth keeping (the usage and cost of a paid call)."""
+
+    status: str = "failed"
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ class Job:
     concurrency: int = 50  # rows in flight inside one chunk
     totals: tuple[str, ...] = ()  # numeric result columns summed in the run summary (tokens, cost_usd)
     ok_label: str = "ok"  # the output's word for an ok row (e.g. "success")
+    column_types: dict[str, str] = field(default_factory=dict)  # result column -> pandas dtype ("Int64" ...)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -192,7 +199,14 @@ def process_chunk(chunk: ChunkRef, job: Job, abort_file: str) -> dict[str, Any]:
         stats = _run(_process_rows(todo, job, journal, duplicates, chunk.source, abort_file))
         records = read_journal(journal)
     return summarize(chunk, records, job.totals, processed=len(todo), stats=stats.__dict__,
-                     seconds=round(time.monotonic() - started, 3), worker=f"{socket.gethostname()}:{os.getpid()}")
+                     seconds=round(time.monotonic() - started, 3), worker=f"{socket.gethostname()}:{os.getpid()}",
+                     peak_rss_mb=peak_rss_mb())
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """This process's peak RSS and that of the largest child process it has waited for, in MiB."""
+    usage = lambda who: round(resource.getrusage(who).ru_maxrss / 1024, 1)  # noqa: E731  (KiB on Linux)
+    return {"worker": usage(resource.RUSAGE_SELF), "children": usage(resource.RUSAGE_CHILDREN)}
 
 
 def _run(coroutine):
@@ -273,8 +287,7 @@ async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicat
         try:
             result = await job.handler({k: v for k, v in row.items() if not k.startswith("_")}, clients)
             if isinstance(result, Partial):
-                status = "failed" if isinstance(result, Failed) else "partial"
-                record = {"row": number, "status": status, "error": result.reason, "result": result.result}
+                record = {"row": number, "status": result.status, "error": result.reason, "result": result.result}
             else:
                 record = {"row": number, "status": "ok", "error": "", "result": result}
         except RowError as error:

@@ -137,8 +137,8 @@ def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
                 reasons[reason_of(record["error"])] += 1
         replaced = {*job.result_columns, "status", "error"}  # e.g. an earlier run's output given as input
         out = frame[[c for c in frame.columns if not c.startswith("_") and c not in replaced]].copy()
-        for name, values in results.items():
-            out[name] = values
+        for name, values in results.items():  # a declared type holds in every chunk (parquet's schema)
+            out[name] = pd.array(values, dtype=job.column_types[name]) if name in job.column_types else values
         out["status"], out["error"] = status, errors
         writer.write(out)
     writer.close()
@@ -168,6 +168,7 @@ class Tally:
     chunk_errors: dict[int, str] = dataclasses.field(default_factory=dict)
     stats: CallStats = dataclasses.field(default_factory=CallStats)
     workers: Counter = dataclasses.field(default_factory=Counter)
+    peak_rss: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # worker -> MiB
     cached: int = 0
     passes: int = 0
     fatal: FatalError | None = None
@@ -188,6 +189,9 @@ class Tally:
         else:
             self.stats.add(summary["stats"])
             self.workers[summary["worker"]] += 1
+            seen = self.peak_rss.setdefault(summary["worker"], {})
+            for name, mib in summary.get("peak_rss_mb", {}).items():
+                seen[name] = max(seen.get(name, 0.0), mib)
         self.summaries[index] = summary
         totals = Counter()
         for done in self.summaries.values():
@@ -238,10 +242,10 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
     The cost is projected to `projected_rows` (default: all the input's rows when `limit` is given)."""
     logger = get_run_logger()
     started = time.monotonic()
-    if total_concurrency:  # the run's concurrency is shared by the chunks running at once
-        per_chunk = max(1, math.ceil(total_concurrency / parallel_chunks(runner, workers)))
-        job = dataclasses.replace(job, concurrency=per_chunk)
     chunks = stage_input(job, input_path, chunk_size, runner, limit, required, sheet, encoding)
+    if total_concurrency:  # the run's concurrency is shared by the chunks running at once
+        at_once = max(1, min(parallel_chunks(runner, workers), len(chunks)))
+        job = dataclasses.replace(job, concurrency=max(1, math.ceil(total_concurrency / at_once)))
     total_rows = sum(c.rows for c in chunks)
     full_rows = projected_rows or (exact_rows(input_path, sheet, encoding)
                                    if limit is not None and "cost_usd" in job.totals else None)
@@ -266,12 +270,15 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         "wall_seconds": round(seconds, 2), "rows_per_second": round(total_rows / seconds, 1) if seconds else 0.0,
         "processing_rows_per_second": round(processed / max(processed_at - staged_at, 1e-9), 1),
         "failure_reasons": dict(reasons.most_common(20)), "chunks_per_worker": dict(tally.workers),
+        "statuses": dict(counts), "peak_rss_mb": tally.peak_rss,
     }
     if full_rows is not None:
         figures.update(input_rows=full_rows, projected_cost_usd=round(sums["cost_usd"] / max(total_rows, 1) * full_rows, 4))
     publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
         "output": f"`{output_path}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
-        "partial": f"{counts['partial']:,}", "failed": f"{counts['failed']:,}", **(facts or {}),
+        "partial": f"{counts['partial']:,}", "failed": f"{counts['failed']:,}",
+        **{status: f"{n:,}" for status, n in counts.items() if status not in ("ok", "partial", "failed")},
+        **(facts or {}),
         **{name.replace("_", " "): f"{value:,}" for name, value in sums.items() if name != "cost_usd"},
         **cost_facts(sums, total_rows, full_rows), "chunks (cached from an earlier run)": f"{len(chunks)} ({tally.cached})",
         "passes": tally.passes, "requests sent": f"{stats.requests:,}", "retries": f"{stats.retries:,}",
@@ -279,6 +286,8 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         "timeouts": f"{stats.timeouts:,}", "connection errors": f"{stats.connection_errors:,}",
         "throughput": f"{figures['rows_per_second']:,} rows/s", "wall time": duration(seconds),
         "chunks run per worker": ", ".join(f"{w} {n}" for w, n in tally.workers.items()) or "-",
+        "peak RSS per worker (its largest child process)": ", ".join(
+            f"{w} {r['worker']:,.0f} MiB ({r['children']:,.0f} MiB)" for w, r in tally.peak_rss.items()) or "-",
     }, dict(reasons.most_common(20))))
     logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['partial']:,} partial, {counts['failed']:,} failed of {total_rows:,} rows "
                 f"in {duration(seconds)}; output {output_path}")

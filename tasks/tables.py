@@ -296,7 +296,7 @@ class OutputWriter:
             if self._sheet_rows >= XLSX_MAX_ROWS:  # Excel's limit: continue on a new sheet
                 self._new_sheet(list(frame.columns))
             self._sheet.append([
-                None if v is None or (isinstance(v, float) and v != v)
+                None if v is None or v is pd.NA or (isinstance(v, float) and v != v)
                 else ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
                 for v in values
             ])

@@ -1,0 +1,84 @@
+"""File metadata: describe every file under a folder (images, sound, video, documents, scientific
+data) with hachoir and small header readers, in parser processes that a per-file timeout and memory
+cap can stop.
+
+The tree is walked lazily into a staged list (tasks/filetree.py); the chunk engine runs it, each
+chunk sending its files to killable parser processes (tasks/sandbox.py running tasks/metadata.py).
+Output, one row per walked entry in walk order: path, path_b64 (the name's exact bytes), size, mtime,
+format, mime, parser, the common fields, metadata_json, elapsed_ms, status (ok / unsupported /
+failed / timeout) and error. A rerun parses only the files whose (path, size, mtime) changed.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from tasks.chunk import Job, Partial
+from tasks.engine import default_work_dir, run_job
+from tasks.filetree import KnownFiles, entry_problem, stage_tree
+from tasks.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
+from tasks.sandbox import Answer, Sandbox, SandboxClient
+from tasks.tables import InputError
+
+RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
+COLUMN_TYPES = {**dict.fromkeys(INTEGERS, "Int64"), **dict.fromkeys((*NUMBERS, "elapsed_ms"), "float64")}
+LIMITED = ("timeout", "memory", "died")  # sandbox problems that other limits might not meet
+
+
+def outcome_of(answer: Answer) -> dict[str, Any]:
+    """The sandbox's answer as the row's outcome: status, error and the result columns."""
+    if answer.problem:
+        value = {"status": "timeout" if answer.problem == "timeout" else "failed", "error": answer.error}
+    else:
+        value = answer.value
+    return {**{name: value.get(name) for name in RESULT_COLUMNS}, "status": value["status"],
+            "error": value["error"], "elapsed_ms": answer.elapsed_ms}
+
+
+async def describe_file(row: dict[str, Any], clients: dict[str, SandboxClient], *, store: str,
+                        limits: str) -> dict[str, Any] | Partial:
+    """Chunk-engine handler for one walked entry: a known outcome, or a parse in the sandbox."""
+    path = base64.b64decode(row["path_b64"])
+    problem = entry_problem(path)
+    if problem:
+        return Partial(dict.fromkeys(RESULT_COLUMNS), problem[1], problem[0])
+    known, key = KnownFiles.shared(store), (path, int(row["size"]), row["mtime"], VERSION)
+    outcome = known.get(*key, limits)
+    if outcome is None:
+        answer = await clients["parser"].call(os.fsdecode(path))
+        outcome = outcome_of(answer)
+        known.put(*key, limits if answer.problem in LIMITED else "", outcome)
+    result = {name: outcome[name] for name in RESULT_COLUMNS}
+    if outcome["status"] == "ok" and not outcome["error"]:
+        return result
+    return Partial(result, outcome["error"], outcome["status"])  # ok with a parser's note, or not ok
+
+
+@flow(name="file-metadata")
+def file_metadata(root: str, output_path: str, include: list[str] | None = None, exclude: list[str] | None = None,
+                  timeout: float = 10.0, memory_mb: int = 1024, runner: str = "thread", workers: int | None = None,
+                  concurrency: int | None = None, chunk_size: int = 500) -> dict[str, Any]:
+    """Describe every file under `root` (`include`/`exclude`: shell patterns on names, or on paths
+    below the root when they contain a /); returns the run's figures."""
+    work_dir = default_work_dir()
+    listing = Path(work_dir) / "staged" / f"file-metadata-{uuid.uuid4().hex}.jsonl"
+    try:
+        if not stage_tree(root, listing, tuple(include or ()), tuple(exclude or ())):
+            raise InputError(f"{root}: no files" + (" matching --include/--exclude" if include or exclude else ""))
+        sandbox = Sandbox("tasks.metadata:extract", timeout, memory_mb)
+        store = str(Path(work_dir) / "cache" / "file-metadata.sqlite")
+        job = Job("file-metadata", functools.partial(describe_file, store=store, limits=sandbox.base_url),
+                  RESULT_COLUMNS, (sandbox,), work_dir, version=VERSION, column_types=COLUMN_TYPES)
+        processes = concurrency or os.cpu_count() or 2
+        facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",
+                 "parser processes at once": f"{processes}"}
+        return run_job(job, listing, output_path, chunk_size=chunk_size, runner=runner, workers=workers,
+                       total_concurrency=processes, facts=facts)
+    finally:
+        listing.unlink(missing_ok=True)
