@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, task
 
 from tasks.batches import BATCH_DISCOUNT, RESUBMIT, BatchSpec, failure_kind
 from tasks.chunk import Failed, Job, Partial
-from tasks.drive import DriveSpec, safe_name
+from tasks.drive import DriveSpec, download_path, safe_name
 from tasks.engine import default_work_dir, run_job
 from tasks.extraction import SYSTEM, TOOL, estimate_tokens, interpret, request_params
 from tasks.http import RowError
@@ -60,8 +60,8 @@ def outcome(message, cost: float | None) -> dict[str, Any] | Partial:
     return {"success": result, "partial": Partial(result, error)}.get(status) or Failed(result, error)
 
 
-async def finished(path: Path, work):
-    """Run `work`; the download is deleted once the file has its final answer (kept for a rerun
+async def delete_when_final(path: Path, work):
+    """Await `work`; the download is deleted once the file has its final answer (kept for a rerun
     while the failure is transient)."""
     try:
         answer = await work
@@ -80,7 +80,7 @@ async def extract_file(row: dict[str, Any], clients: dict, *, downloads: str, ma
     llm = clients["llm"]
     tokens = await asyncio.to_thread(estimate_tokens, path, max_tokens)
     params = await asyncio.to_thread(request_params, path, max_tokens)
-    message = await finished(path, llm.message(params, tokens, SYSTEM))
+    message = await delete_when_final(path, llm.message(params, tokens, SYSTEM))
     return outcome(message, llm.cost(message.usage))
 
 
@@ -122,13 +122,11 @@ async def collect_file(row: dict[str, Any], clients: dict, *, downloads: str, ma
         kind = failure_kind(result)
         if kind not in RESUBMIT:
             break
-    target = Path(downloads) / safe_name(row.get("name", ""), row["id"])
+    download_path(row, Path(downloads)).unlink(missing_ok=True)  # the file has its final answer
     if kind != "succeeded":
         detail = getattr(getattr(getattr(result, "error", None), "error", None), "message", "")
-        target.unlink(missing_ok=True)
         raise RowError(f"batch request {kind}{f': {detail}' if detail else ''}"
                        f"{' (after one resubmission)' if attempt == 2 else ''}")
-    target.unlink(missing_ok=True)
     cost = batches.llm.cost(result.message.usage)
     return outcome(result.message, None if cost is None else round(cost * BATCH_DISCOUNT, 8))
 

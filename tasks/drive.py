@@ -32,6 +32,11 @@ DRIVE_URL = "https://www.googleapis.com/drive/v3/"
 SCOPES = ["https://www.googleapis.com/auth/drive.readonly"]
 
 
+def download_path(file: dict[str, Any], directory: Path) -> Path:
+    """Where `Drive.download` puts the file."""
+    return directory / safe_name(file.get("name", ""), file["id"])
+
+
 class DriveAnswer:
     """An `HttpError` seen as an HTTP answer (status_code, headers, json(), text) for the retry loop."""
 
@@ -181,7 +186,7 @@ class Drive:
         from googleapiclient.http import MediaIoBaseDownload
 
         directory.mkdir(parents=True, exist_ok=True)
-        target = (directory / safe_name(file.get("name", ""), file["id"])).resolve()
+        target = download_path(file, directory).resolve()
         if target.parent != directory.resolve():
             raise ValueError(f"unsafe file name {file.get('name')!r}")
         if target.exists() and _complete(target, file):
