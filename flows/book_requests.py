@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 
 from tasks.chunk import ApiSpec, Job
 from tasks.dedupe import check_history_columns, find_duplicates
+from tasks.emulated import run_emulated
 from tasks.engine import default_work_dir, run_job_on_frame
 from tasks.geocoding import RESULT_COLUMNS as GEO_COLUMNS, address_key, geocode, status_of
 from tasks.http import RetryPolicy
@@ -100,9 +101,12 @@ def book_requests(
     geocoding_base_url: str = "https://maps.googleapis.com", geocoding_key_env: str = "GOOGLE_MAPS_API_KEY",
     geocoding_key_block: str | None = None, geocoding_per_second: float = 50,
     messaging_base_url: str = "https://api.messaging.example", messaging_key_env: str = "MESSAGING_API_KEY",
-    messaging_key_block: str | None = None, messages_per_second: float = 20,
+    messaging_key_block: str | None = None, messages_per_second: float = 20, emulate: bool = False,
 ) -> dict[str, Any]:
-    """Validate, dedupe and confirm a batch of book requests; write the four CSVs to `output_dir`."""
+    """Validate, dedupe and confirm a batch of book requests; write the four CSVs to `output_dir`.
+    `emulate`: a sample run against local emulators (tasks/emulated.py)."""
+    if emulate:
+        return run_emulated(book_requests, locals())
     logger, timings, started = get_run_logger(), {}, time.monotonic()
     out_dir, work_dir = Path(output_dir), default_work_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +196,10 @@ def _summarise(requests, accepted, rejected, pairs, messages, geocoding, timings
     facts = {"requests": f"{len(requests):,}", "accepted": f"{len(accepted):,}", "rejected": f"{len(rejected):,}",
              "duplicate pairs": f"{len(pairs):,}", "messages": ", ".join(f"{k} {v:,}" for k, v in sent.items()) or "-",
              "addresses looked up (cache hits)": f"{geocoding['looked_up']:,} ({geocoding['cache_hits']:,})",
-             **{f"time: {k}": f"{v:.1f} s" for k, v in timings.items()}, "outputs": f"`{out_dir}`"}
-    publish_summary("book-requests", summary_markdown("book-requests run summary", facts, by_reason.to_dict()))
+             **{f"time: {k}": f"{v:.1f} s" for k, v in timings.items()},
+             "throughput": f"{len(requests) / max(figures['wall_seconds'], 0.01):,.1f} requests/s",
+             "API requests, retries, 429s": "see the geocoding-summary and book-messages-summary artifacts",
+             "outputs": f"`{out_dir.resolve()}`"}
+    publish_summary("book-requests", summary_markdown("book-requests run summary", facts, by_reason.to_dict()),
+                    f"{len(accepted):,} accepted, {len(rejected):,} rejected of {len(requests):,} requests")
     return figures

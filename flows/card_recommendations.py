@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow
 
 from tasks.chunk import ApiSpec, Job
+from tasks.emulated import run_emulated
 from tasks.engine import default_work_dir, run_job
 from tasks.http import ApiClient, RetryPolicy, RowError
 from tasks.secrets import resolve_secret
@@ -101,8 +102,12 @@ async def recommend_cards(row: dict[str, Any], clients: dict[str, ApiClient]) ->
 @flow(name="card-recommendations")
 def card_recommendations(input_path: str, output_path: str, config_path: str | None = None,
                          limit: int | None = None, runner: str = "thread", concurrency: int | None = None,
-                         chunk_size: int | None = None, workers: int | None = None) -> dict[str, Any]:
-    """Recommend cards for every user in the input; output = input columns + results, in order."""
+                         chunk_size: int | None = None, workers: int | None = None,
+                         emulate: bool = False) -> dict[str, Any]:
+    """Recommend cards for every user in the input; output = input columns + results, in order.
+    `emulate`: a sample run against local emulators (tasks/emulated.py)."""
+    if emulate:
+        return run_emulated(card_recommendations, locals())
     config = CardConfig.load(config_path)
     key = resolve_secret(config.api_key_env, config.api_key_block, "card API key")
     rate = config.rate_limit_per_minute / 60 if config.rate_limit_per_minute else None

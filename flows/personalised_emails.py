@@ -16,6 +16,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from tasks.chunk import ApiSpec, Job, Partial
+from tasks.emulated import run_emulated
 from tasks.engine import default_work_dir, run_job
 from tasks.http import RowError
 from tasks.llm import PROVIDERS, LlmClient, LlmSpec, PromptTemplate, load_prices, price_for
@@ -97,9 +98,12 @@ def personalised_emails(
     prices_file: str | None = None, search_base_url: str = "https://google.serper.dev",
     search_key_env: str = "SERPER_API_KEY", search_key_block: str | None = None,
     searches_per_second: float | None = 5, research_max_age_days: float = 30, llm_limit_window: float = 60,
-    leads_per_request: int = 1,
+    leads_per_request: int = 1, emulate: bool = False,
 ) -> dict[str, Any]:
-    """Research every lead's company, write its email line/body; output = input + results, in order."""
+    """Research every lead's company, write its email line/body; output = input + results, in order.
+    `emulate`: a sample run against local emulators (tasks/emulated.py)."""
+    if emulate:
+        return run_emulated(personalised_emails, locals())
     if write not in SYSTEM or provider not in PROVIDERS:
         raise ValueError(f"write must be 'line' or 'body' (not {write!r}), provider one of {sorted(PROVIDERS)} "
                          f"(not {provider!r})")

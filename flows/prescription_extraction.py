@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 from tasks.batches import BATCH_DISCOUNT, RESUBMIT, BatchSpec, failure_kind
 from tasks.chunk import Failed, Job, Partial
 from tasks.drive import DriveSpec, download_path, safe_name
+from tasks.emulated import run_emulated
 from tasks.engine import default_work_dir, run_job
 from tasks.extraction import SYSTEM, TOOL, estimate_tokens, interpret, request_params
 from tasks.http import RowError
@@ -180,9 +181,12 @@ def prescription_extraction(
     anthropic_base_url: str | None = None, anthropic_key_env: str = "ANTHROPIC_API_KEY",
     anthropic_key_block: str | None = None, requests_per_minute: float | None = 50,
     tokens_per_minute: float | None = None, prices_file: str | None = None, poll_seconds: float = 30,
-    max_pdf_bytes: int = MAX_PDF_BYTES, claude_timeout: float = 300,
+    max_pdf_bytes: int = MAX_PDF_BYTES, claude_timeout: float = 300, emulate: bool = False,
 ) -> dict[str, Any]:
-    """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines)."""
+    """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines).
+    `emulate`: a sample run against local emulators, `folder_id` a local folder (tasks/emulated.py)."""
+    if emulate:
+        return run_emulated(prescription_extraction, locals())
     if mode not in ("realtime", "batch"):
         raise ValueError(f"mode must be 'realtime' or 'batch', not {mode!r}")
     logger, work_dir = get_run_logger(), default_work_dir()

@@ -274,8 +274,9 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
     }
     if full_rows is not None:
         figures.update(input_rows=full_rows, projected_cost_usd=round(sums["cost_usd"] / max(total_rows, 1) * full_rows, 4))
+    headline = ", ".join(f"{n:,} {status}" for status, n in counts.items()) + f" of {total_rows:,} rows"
     publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
-        "output": f"`{output_path}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
+        "output": f"`{os.path.abspath(output_path)}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
         "partial": f"{counts['partial']:,}", "failed": f"{counts['failed']:,}",
         **{status: f"{n:,}" for status, n in counts.items() if status not in ("ok", "partial", "failed")},
         **(facts or {}),
@@ -288,7 +289,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         "chunks run per worker": ", ".join(f"{w} {n}" for w, n in tally.workers.items()) or "-",
         "peak RSS per worker (its largest child process)": ", ".join(
             f"{w} {r['worker']:,.0f} MiB ({r['children']:,.0f} MiB)" for w, r in tally.peak_rss.items()) or "-",
-    }, dict(reasons.most_common(20))))
+    }, dict(reasons.most_common(20))), headline)
     logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['partial']:,} partial, {counts['failed']:,} failed of {total_rows:,} rows "
                 f"in {duration(seconds)}; output {output_path}")
     return figures

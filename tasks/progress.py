@@ -92,7 +92,7 @@ class Progress:
 
 
 def summary_markdown(title: str, facts: dict[str, Any], failures: dict[str, int]) -> str:
-    lines = [f"# {title}", "", "| | |", "|---|---|"]
+    lines = [f"# {title}", "", "| figure | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in facts.items()]
     if failures:
         lines += ["", "## Failed rows by reason", "", "| reason | rows |", "|---|---|"]
@@ -100,5 +100,7 @@ def summary_markdown(title: str, facts: dict[str, Any], failures: dict[str, int]
     return "\n".join(lines)
 
 
-def publish_summary(name: str, markdown: str) -> None:
-    create_markdown_artifact(markdown, key=artifact_key(name, "summary"), description=f"{name} run summary")
+def publish_summary(name: str, markdown: str, headline: str = "") -> None:
+    """The run's markdown artifact; `headline` (counts, say) shows on its card in the UI."""
+    create_markdown_artifact(markdown, key=artifact_key(name, "summary"),
+                             description=f"{name} run summary{': ' + headline if headline else ''}")

@@ -65,8 +65,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
-def latest_run_artifacts() -> dict[str, object]:
-    """Artifact key -> data, for the most recent flow run on the session's Prefect server."""
+def latest_run_artifacts(run_id: str | None = None) -> dict[str, object]:
+    """Artifact key -> data, for the flow run `run_id` or the most recent one on the session's server."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -75,9 +75,9 @@ def latest_run_artifacts() -> dict[str, object]:
 
     async def read():
         async with get_client() as client:
-            run = (await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1, offset=0))[0]
+            run = run_id or (await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1, offset=0))[0].id
             artifacts = await client.read_artifacts(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])), limit=50, offset=0)
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run])), limit=50, offset=0)
             return {a.key: a.data for a in artifacts}
 
     return asyncio.run(read())

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from distributed import Client
 
@@ -50,3 +51,11 @@ def test_existing_cluster_runs_the_chunks_within_the_rate_limit(workspace, emula
     used = {int(worker.rsplit(":", 1)[1]) for worker in figures["chunks_per_worker"]}
     assert used == worker_pids  # both cluster workers ran chunks, nothing ran in this process
     assert sum(figures["chunks_per_worker"].values()) == figures["chunks"] == 8
+    with Client(address, timeout=60) as client:  # the workers' own count of the tasks they executed
+        executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    assert len(executed) == 2 and min(executed.values()) > 0 and sum(executed.values()) == 8
+    emulator.configure("cards", rate_limit=None)  # the same input on threads, from scratch (own work dir)
+    _, threaded, _ = run_flow(workspace, emulator, runner="thread", out="threads.csv",
+                              processing={"chunk_size": 50, "work_dir": str(workspace / "thread-work")})
+    pd.testing.assert_frame_equal(out, threaded)
+    assert emulator.stats("cards")["total"] == 800  # the thread run sent its own 400 requests

@@ -1,0 +1,124 @@
+"""Sample runs (`emulate=True` on a flow): every API of the run is a local emulator started for it.
+
+Missing inputs are generated where the input parameters point; the API URLs and keys are replaced
+(giving a real URL too is an error, never silently ignored); caches, journals and the message outbox
+go to `$BATCHFLOWS_WORK_DIR/emulated`, so emulator answers never mix with real ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+from unittest import mock
+
+from prefect import get_run_logger
+
+from tasks.engine import default_work_dir
+
+KEY_ENV = "BATCHFLOWS_EMULATOR_KEY"  # the emulators accept any key: this one is not a secret
+REPLACED = ("base_url", "_endpoint", "_credentials", "_key_env", "_key_block")
+
+
+def run_emulated(flow, params: dict[str, Any]) -> Any:
+    """Run `flow`'s body in this flow run against emulators started for it (`emulate` off)."""
+    from emulators import Emulator
+
+    settings, prepare = SAMPLES[flow.name]
+    defaults = inspect.signature(flow.fn).parameters
+    given = [name for name, value in params.items() if name.endswith(REPLACED) and value != defaults[name].default]
+    if given:
+        raise ValueError(f"emulate=true points the APIs at local emulators; do not also give {', '.join(given)}")
+    work_dir = str(Path(default_work_dir()) / "emulated")
+    with mock.patch.dict(os.environ, {"BATCHFLOWS_WORK_DIR": work_dir, KEY_ENV: "emulator"}), \
+            tempfile.TemporaryDirectory(prefix="batchflows-sample-") as scratch, Emulator(settings(params)) as emulator:
+        get_run_logger().warning(f"emulate=true: a sample run, every API call goes to the local emulators at "
+                                 f"{emulator.url}; work dir {work_dir}")
+        return flow.fn(**{**params, **prepare(emulator.url, params, scratch), "emulate": False})
+
+
+def _missing(*paths: str) -> bool:
+    """True when one of the input files is missing (their folders are made)."""
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return not all(Path(path).exists() for path in paths)
+
+
+def _card_config(params: dict):
+    from flows.card_recommendations import CardConfig
+
+    return CardConfig.load(params["config_path"])
+
+
+def _cards(url: str, params: dict, scratch: str) -> dict:
+    """Sample users; the config file (its processing part) with the API part pointing at the emulator."""
+    from tasks.samples import write_users
+
+    if _missing(params["input_path"]):
+        write_users(params["input_path"], 1000)
+    values = {**dataclasses.asdict(_card_config(params)), "base_url": url, "api_key_env": KEY_ENV,
+              "api_key_block": None, "work_dir": default_work_dir()}
+    api = {name: values.pop(name) for name in ("base_url", "api_key_env", "api_key_block", "timeout")}
+    config = Path(scratch) / "card-config.json"
+    config.write_text(json.dumps({"api": api, "processing": values}, indent=2))
+    return {"config_path": str(config)}
+
+
+def _emails(url: str, params: dict, scratch: str) -> dict:
+    from tasks.samples import write_leads
+
+    if _missing(params["input_path"]):
+        write_leads(params["input_path"], 60, 20)
+    llm_url = url if params["provider"] == "anthropic" else f"{url}/openai/v1"
+    return {"llm_base_url": llm_url, "search_base_url": url, "llm_key_env": KEY_ENV, "search_key_env": KEY_ENV}
+
+
+def _books(url: str, params: dict, scratch: str) -> dict:
+    from tasks.request_samples import history_frame, new_requests_frame
+
+    if _missing(params["input_path"], params["history_path"]):
+        history, people = history_frame(2000, seed=3)
+        requests = new_requests_frame(200, history, people, seed=4)
+        history.drop(columns=["entity", "phone_e164"]).to_csv(params["history_path"], index=False)
+        requests.drop(columns=["entity", "phone_e164"]).to_csv(params["input_path"], index=False)
+    return {"geocoding_base_url": url, "messaging_base_url": f"{url}/messaging",
+            "geocoding_key_env": KEY_ENV, "messaging_key_env": KEY_ENV}
+
+
+def _prescriptions(url: str, params: dict, scratch: str) -> dict:
+    """`folder_id` is a local folder (sample PDFs written when it has none) served as a Drive folder."""
+    from emulators.drive import drive_id
+
+    return {"folder_id": drive_id(str(Path(params["folder_id"]).resolve())), "drive_endpoint": f"{url}/drive/v3/",
+            "drive_credentials": "anonymous", "anthropic_base_url": url, "anthropic_key_env": KEY_ENV}
+
+
+def _sample_pdfs(params: dict) -> str:
+    """The Drive emulator's root: the `folder_id` folder, with 12 sample prescriptions if it has no PDF."""
+    from emulators.prescriptions import write_prescription_pdf
+
+    folder = Path(params["folder_id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    if not any(folder.glob("*.pdf")):
+        for n in range(12):
+            write_prescription_pdf(folder / f"prescription-{n:03d}.pdf", n)
+    return str(folder.resolve())
+
+
+def _latency(seconds: float) -> dict:
+    return {"latency": seconds, "latency_dist": "uniform", "latency_spread": seconds * 0.8}
+
+
+SAMPLES: dict[str, tuple[Callable[[dict], dict], Callable[[str, dict, str], dict]]] = {
+    # flow name: (emulator settings from the parameters, parameter overrides once it runs)
+    "card-recommendations": (lambda p: {"cards": {**_latency(0.05), "error_rate": 0.02, "rate_limit": (
+        _card_config(p).rate_limit_per_minute or 6000) / 60}}, _cards),
+    "personalised-emails": (lambda p: {"anthropic": _latency(0.2), "chat": _latency(0.2), "serper": _latency(0.1)},
+                            _emails),
+    "book-requests": (lambda p: {"geocoding": _latency(0.02), "messaging": _latency(0.02)}, _books),
+    "prescription-extraction": (lambda p: {"drive": {"drive_root": _sample_pdfs(p)}, "anthropic": _latency(0.3)},
+                                _prescriptions),
+}
