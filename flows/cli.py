@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     meta.add_argument("--memory-mb", type=int, help="address-space cap of a parser process (default 1024)")
     meta.add_argument("--runner", default="thread", help="thread (default), dask, or tcp://host:port of a Dask scheduler")
     meta.add_argument("--workers", type=int, help="chunks run at once (threads or Dask processes)")
-    meta.add_argument("--concurrency", type=int, help="parser processes for the whole run (default: CPU count)")
-    meta.add_argument("--chunk-size", type=int, help="files per Prefect task (default 500)")
+    meta.add_argument("--concurrency", type=int, help="parser processes for the whole run (default: CPU count; "
+                      "at least one per chunk running at once)")
+    meta.add_argument("--chunk-size", type=int, help="files per Prefect task (default 1000)")
     meta.set_defaults(run=_file_metadata)
 
     demo = commands.add_parser("demo", help="run card recommendations on generated users against the emulators")

@@ -23,7 +23,7 @@ from tasks.chunk import Job, Partial
 from tasks.engine import default_work_dir, run_job
 from tasks.filetree import KnownFiles, entry_problem, stage_tree
 from tasks.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
-from tasks.sandbox import Answer, Sandbox, SandboxClient
+from tasks.sandbox import Answer, Sandbox
 from tasks.tables import InputError
 
 RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
@@ -41,14 +41,13 @@ def outcome_of(answer: Answer) -> dict[str, Any]:
             "error": value["error"], "elapsed_ms": answer.elapsed_ms}
 
 
-async def describe_file(row: dict[str, Any], clients: dict[str, SandboxClient], *, store: str,
-                        limits: str) -> dict[str, Any] | Partial:
-    """Chunk-engine handler for one walked entry: a known outcome, or a parse in the sandbox."""
+async def describe_file(row: dict[str, Any], clients: dict[str, Any], *, limits: str) -> dict[str, Any] | Partial:
+    """Chunk-engine handler for one walked entry: its outcome from an earlier run, or a parse."""
     path = base64.b64decode(row["path_b64"])
     problem = entry_problem(path)
     if problem:
         return Partial(dict.fromkeys(RESULT_COLUMNS), problem[1], problem[0])
-    known, key = KnownFiles.shared(store), (path, int(row["size"]), row["mtime"], VERSION)
+    known, key = clients["known"], (path, int(row["size"]), row["mtime"], VERSION)
     outcome = known.get(*key, limits)
     if outcome is None:
         answer = await clients["parser"].call(os.fsdecode(path))
@@ -63,21 +62,23 @@ async def describe_file(row: dict[str, Any], clients: dict[str, SandboxClient], 
 @flow(name="file-metadata")
 def file_metadata(root: str, output_path: str, include: list[str] | None = None, exclude: list[str] | None = None,
                   timeout: float = 10.0, memory_mb: int = 1024, runner: str = "thread", workers: int | None = None,
-                  concurrency: int | None = None, chunk_size: int = 500) -> dict[str, Any]:
+                  concurrency: int | None = None, chunk_size: int = 1000) -> dict[str, Any]:
     """Describe every file under `root` (`include`/`exclude`: shell patterns on names, or on paths
     below the root when they contain a /); returns the run's figures."""
+    if timeout <= 0 or memory_mb < 128:
+        raise ValueError("--timeout must be above 0 and --memory-mb at least 128 (Python and the parsers take ~60 MB)")
     work_dir = default_work_dir()
     listing = Path(work_dir) / "staged" / f"file-metadata-{uuid.uuid4().hex}.jsonl"
     try:
         if not stage_tree(root, listing, tuple(include or ()), tuple(exclude or ())):
             raise InputError(f"{root}: no files" + (" matching --include/--exclude" if include or exclude else ""))
         sandbox = Sandbox("tasks.metadata:extract", timeout, memory_mb)
-        store = str(Path(work_dir) / "cache" / "file-metadata.sqlite")
-        job = Job("file-metadata", functools.partial(describe_file, store=store, limits=sandbox.base_url),
-                  RESULT_COLUMNS, (sandbox,), work_dir, version=VERSION, column_types=COLUMN_TYPES)
+        known = KnownFiles(Path(work_dir) / "cache" / "file-metadata.sqlite")
+        job = Job("file-metadata", functools.partial(describe_file, limits=sandbox.base_url),
+                  RESULT_COLUMNS, (sandbox, known), work_dir, version=VERSION, column_types=COLUMN_TYPES)
         processes = concurrency or os.cpu_count() or 2
         facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",
-                 "parser processes at once": f"{processes}"}
+                 "concurrency": f"{processes} parser processes, at least one per chunk running at once"}
         return run_job(job, listing, output_path, chunk_size=chunk_size, runner=runner, workers=workers,
                        total_concurrency=processes, facts=facts)
     finally:

@@ -14,7 +14,6 @@ import hashlib
 import inspect
 import json
 import os
-import resource
 import socket
 import time
 from dataclasses import dataclass, field
@@ -194,19 +193,23 @@ def process_chunk(chunk: ChunkRef, job: Job, abort_file: str) -> dict[str, Any]:
     records = read_journal(journal)
     duplicates = dict(chunk.duplicates)
     todo = [row for row in frame.to_dict("records") if needs_work(records.get(row["_row"]))]
-    stats = CallStats()
+    stats, children = CallStats(), 0.0
     if todo:
-        stats = _run(_process_rows(todo, job, journal, duplicates, chunk.source, abort_file))
+        stats, children = _run(_process_rows(todo, job, journal, duplicates, chunk.source, abort_file))
         records = read_journal(journal)
     return summarize(chunk, records, job.totals, processed=len(todo), stats=stats.__dict__,
                      seconds=round(time.monotonic() - started, 3), worker=f"{socket.gethostname()}:{os.getpid()}",
-                     peak_rss_mb=peak_rss_mb())
+                     peak_rss_mb={"worker": peak_rss_mb(), "children": children})
 
 
-def peak_rss_mb() -> dict[str, float]:
-    """This process's peak RSS and that of the largest child process it has waited for, in MiB."""
-    usage = lambda who: round(resource.getrusage(who).ru_maxrss / 1024, 1)  # noqa: E731  (KiB on Linux)
-    return {"worker": usage(resource.RUSAGE_SELF), "children": usage(resource.RUSAGE_CHILDREN)}
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A live process's peak RSS (VmHWM) in MiB, 0 if unknown. Not getrusage's ru_maxrss: after fork +
+    exec that starts at the parent's RSS (a Dask worker would report its nanny's, a child its worker's)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            return next(round(int(line.split()[1]) / 1024, 1) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0.0
 
 
 def _run(coroutine):
@@ -274,7 +277,8 @@ class AbortFlag:
 
 
 async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicates: dict[int, int],
-                        source: str, abort_file: str) -> CallStats:
+                        source: str, abort_file: str) -> tuple[CallStats, float]:
+    """Returns the clients' call stats, and the peak RSS (MiB) of child processes clients ran, if any."""
     journal, abort = JournalWriter(journal_path), AbortFlag(abort_file)
     clients = {api.name: api.client(job.concurrency, job.work_dir) for api in job.apis}
 
@@ -320,9 +324,10 @@ async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicat
     finally:
         flusher.cancel()
         journal.close()
-        total = CallStats()
+        total, children = CallStats(), 0.0
         for client in clients.values():
             await client.__aexit__(None, None, None)
             total.add(client.stats)
+            children = max(children, getattr(client, "peak_rss_mb", 0.0))  # e.g. tasks.sandbox's parsers
             client.close()
-    return total
+    return total, children

@@ -10,12 +10,14 @@ import datetime as dt
 import fnmatch
 import json
 import os
+import sqlite3
 import stat
-import threading
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
+from tasks.http import CallStats
 from tasks.lookups import SqliteStore
 
 
@@ -111,31 +113,50 @@ def entry_problem(path: bytes) -> tuple[str, str] | None:
 
 
 class KnownFiles(SqliteStore):
-    """The outcome of each file from earlier runs, keyed by its exact path. `get` returns it only if
-    the size, mtime and extractor version are the same, and, for an outcome the limits caused
-    (timeout, memory cap), the limits too."""
+    """The outcome of each file from earlier runs, keyed by its exact path; also the engine "api"
+    `known` (each chunk gets a `KnownFilesSession`). An outcome counts only if the size, mtime and
+    extractor version are the same, and, for an outcome the limits caused (timeout, memory cap),
+    the limits too."""
 
     TABLES = ("files (path BLOB PRIMARY KEY, size INTEGER, mtime TEXT, version TEXT, limits TEXT, outcome BLOB)",)
+    name, base_url = "known", "sqlite:known-files"
 
-    def __init__(self, path: str | Path):
-        super().__init__(path)
-        self._local = threading.local()
+    def client(self, concurrency: int, state_dir: str) -> "KnownFilesSession":
+        return KnownFilesSession(self._connect())
 
-    def _db(self):
-        """One connection per thread; commits without fsync (an entry lost to a crash is parsed again)."""
-        if getattr(self._local, "db", None) is None:
-            self._local.db = self._connect()
-            self._local.db.execute("PRAGMA synchronous=NORMAL")
-        return self._local.db
+
+class KnownFilesSession:
+    """One chunk's connection: lookups, and new outcomes written in batches (a write lock held for
+    milliseconds every `every` seconds, not one commit per file), the rest when the chunk ends."""
+
+    def __init__(self, db: sqlite3.Connection, every: float = 0.5):
+        self.db, self.every, self.stats = db, every, CallStats()
+        self.pending: list[tuple] = []
+        self.written = time.monotonic()
+
+    async def __aenter__(self) -> "KnownFilesSession":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.flush()
+
+    def close(self) -> None:
+        self.db.close()
 
     def get(self, path: bytes, size: int, mtime: str | None, version: str, limits: str) -> dict[str, Any] | None:
-        row = self._db().execute("SELECT size, mtime, version, limits, outcome FROM files WHERE path = ?",
-                                 (path,)).fetchone()
+        row = self.db.execute("SELECT size, mtime, version, limits, outcome FROM files WHERE path = ?", (path,)).fetchone()
         if row is None or (row[0], row[1], row[2]) != (size, mtime, version) or row[3] not in ("", limits):
             return None
         return json.loads(zlib.decompress(row[4]))
 
     def put(self, path: bytes, size: int, mtime: str | None, version: str, limits: str, outcome: dict) -> None:
-        with self._db() as db:
-            db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-                       (path, size, mtime, version, limits, zlib.compress(json.dumps(outcome).encode())))
+        self.pending.append((path, size, mtime, version, limits, zlib.compress(json.dumps(outcome).encode())))
+        if time.monotonic() - self.written >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            with self.db:
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", self.pending)
+            self.pending = []
+        self.written = time.monotonic()

@@ -2,18 +2,26 @@
 classic NetCDF, DICOM, PDF (pypdf) and Office Open XML (.docx/.xlsx/.pptx core properties).
 
 Each reader takes the path and the file's first bytes and returns a `Found` (or None when the file
-is not what its signature suggested); it raises `HeaderError` for a damaged header. Reads are
-bounded: a header reader never loads more than a few hundred kilobytes.
+is not what its signature suggested); it raises `HeaderError` for a damaged header. The readers
+written here read at most a few hundred kilobytes; pypdf and h5py read what they need.
 """
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import struct
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from xml.etree import ElementTree
+
+from pypdf import PdfReader
+
+try:  # the optional hdf5 extra: top-level attributes of HDF5 and NetCDF-4 files
+    import h5py
+except ImportError:
+    h5py = None
 
 HEAD_BYTES = 4096
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -105,12 +113,9 @@ def hdf5_offset(head: bytes) -> int | None:
 def read_hdf5(path: str, head: bytes) -> Found:
     at = hdf5_offset(head)
     metadata: dict[str, Any] = {"superblock_version": head[at + 8] if len(head) > at + 8 else None, "user_block": at}
-    try:
-        import h5py
-    except ImportError:
+    if h5py is None:
         metadata["attributes"] = "not read: install the hdf5 extra (h5py)"
-        h5py = None
-    if h5py is not None:
+    else:
         with h5py.File(path, "r") as source:
             metadata["attributes"] = {str(k): _plain(v) for k, v in list(source.attrs.items())[:200]}
             metadata["members"] = list(source.keys())[:200]
@@ -280,11 +285,7 @@ def _pdf_date(value: Any) -> str | None:
 
 
 def read_pdf(path: str, head: bytes) -> Found:
-    import logging
-
-    from pypdf import PdfReader
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings about a damaged file: the error says enough
     reader = PdfReader(path, strict=False)
     note, metadata = "", {"pdf_version": reader.pdf_header.lstrip("%"), "encrypted": reader.is_encrypted}
     if reader.is_encrypted and not reader.decrypt(""):

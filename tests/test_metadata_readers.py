@@ -1,0 +1,161 @@
+"""tasks/metadata.py and tasks/headers.py on real and generated files, and tasks/sandbox.py stopping
+parsers that hang, eat memory or crash. No Prefect here: these call the extractor directly."""
+import asyncio
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tasks import headers, sample_files as samples
+from tasks.metadata import extract
+from tasks.sandbox import Sandbox
+
+
+def real(name: str) -> Path:
+    found = [p for p in samples.real_files() if p.name == name]
+    if not found:
+        pytest.skip(f"{name} is not installed here")
+    return found[0]
+
+
+def test_real_files_nobody_here_wrote():
+    png, wav = extract(str(real("python.png"))), extract(str(real("pluck-pcm16.wav")))
+    assert (png["status"], png["format"], png["parser"], png["width"], png["height"]) == \
+        ("ok", "png", "hachoir:PngFile", 16, 16)
+    assert (wav["format"], wav["mime"], wav["channels"], wav["sample_rate"]) == ("wav", "audio/x-wav", 2, 11025)
+    assert wav["duration_s"] == pytest.approx(0.3, abs=0.01) and wav["author"] == "Serhiy Storchaka"
+    fits = extract(str(real("recarray_from_file.fits")))  # numpy's test data: a FITS table from STScI
+    assert (fits["format"], fits["parser"], fits["producer"]) == ("fits", "fits-header", "STScI-STSDAS/TABLES")
+    assert json.loads(fits["metadata_json"])["EXTEND"] is True
+    ico = extract(str(real("favicon.ico")))  # shipped with Prefect's UI
+    assert (ico["format"], ico["width"]) == ("ico", 16) and "groups" in json.loads(ico["metadata_json"])
+    for path in samples.real_files():  # whatever else is installed: every file gets an answer
+        answer = extract(str(path))
+        assert answer["status"] in ("ok", "unsupported") and json.loads(answer["metadata_json"]) is not None
+
+
+EXPECTED = {  # generated file -> (format, parser, some of its fields)
+    "wav": ("wav", "hachoir:RiffFile", {"sample_rate": 8000, "channels": 1, "duration_s": 0.5, "bit_rate": 128000}),
+    "png": ("png", "hachoir:PngFile", {"width": 4, "height": 3, "producer": "batchflows tests"}),
+    "avi": ("avi", "hachoir:RiffFile", {"width": 64, "height": 48, "duration_s": 2.0, "frame_rate": 25.0}),
+    "mp4": ("mp4", "hachoir:MP4File", {"width": 320, "height": 240, "duration_s": 2.0, "created": "2024-03-01T10:15:00"}),
+    "mkv": ("matroska", "hachoir:MkvFile", {"width": 640, "height": 360, "duration_s": 3.0, "title": "Sample clip",
+                                            "codec": "V_MPEG4/ISO/AVC"}),
+    "fits": ("fits", "fits-header", {"width": 10, "height": 8, "title": "M31", "created": "2024-03-01T22:10:00",
+                                     "author": "A. Astronomer"}),
+    "nc": ("netcdf", "netcdf-header", {"title": "sample grid"}),
+    "dcm": ("dicom", "dicom-header", {"width": 6, "height": 4, "created": "2024-03-01", "producer": "Acme Imaging"}),
+    "pdf": ("pdf", "pypdf", {"page_count": 2, "title": "Sample", "author": "A. Writer", "created": "2024-03-01T10:15:00"}),
+    "docx": ("docx", "ooxml-properties", {"title": "Minutes", "author": "A. Writer", "page_count": 3,
+                                          "producer": "Microsoft Office Word"}),
+    "xlsx": ("xlsx", "ooxml-properties", {"title": "Budget", "author": "A. Writer"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_generated_files(tmp_path, kind):
+    answer = extract(str(samples.GENERATORS[kind](tmp_path / f"sample.{kind}")))
+    fmt, parser, fields = EXPECTED[kind]
+    assert (answer["status"], answer["error"], answer["format"], answer["parser"]) == ("ok", "", fmt, parser)
+    assert {name: answer[name] for name in fields} == fields
+
+
+def test_header_readers_keep_what_they_read_and_skip_personal_data(tmp_path):
+    netcdf = json.loads(extract(str(samples.write_netcdf(tmp_path / "grid.nc")))["metadata_json"])
+    assert netcdf["dimensions"] == {"time": 0, "lat": 3} and netcdf["attributes"]["version"] == 2
+    dicom = extract(str(samples.write_dicom(tmp_path / "scan.dcm")))
+    assert json.loads(dicom["metadata_json"])["modality"] == "CT"
+    assert "Doe" not in json.dumps(dicom)  # the patient's name is in the file, never in the output
+
+
+def test_hdf5_with_and_without_h5py(tmp_path, monkeypatch):
+    path = samples.write_hdf5(tmp_path / "data.h5", {"title": "run 7", "institution": "lab"})
+    if headers.h5py is not None:
+        with_h5py = extract(str(path))
+        assert (with_h5py["parser"], with_h5py["title"], with_h5py["producer"]) == ("hdf5-header+h5py", "run 7", "lab")
+        assert json.loads(with_h5py["metadata_json"])["members"] == ["temperature"]
+    monkeypatch.setattr(headers, "h5py", None)  # as without the hdf5 extra
+    plain = extract(str(path))
+    assert (plain["status"], plain["format"], plain["parser"]) == ("ok", "hdf5", "hdf5-header")
+    assert json.loads(plain["metadata_json"])["superblock_version"] == 0
+
+
+def test_hostile_files_get_a_status_and_a_reason(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    cases = {
+        empty: ("unsupported", "empty file (0 bytes)"),
+        samples.write_random(tmp_path / "noise.mp4"): ("unsupported", "unknown format"),
+        samples.write_truncated(tmp_path / "cut.fits", samples.write_fits(tmp_path / "whole.fits"), 0.3):
+            ("failed", "truncated FITS header (no END card)"),
+        samples.write_truncated(tmp_path / "cut.nc", samples.write_netcdf(tmp_path / "whole.nc"), 0.5):
+            ("failed", "truncated NetCDF header"),
+        tmp_path / "missing.png": ("failed", "No such file or directory"),
+    }
+    for path, expected in cases.items():
+        answer = extract(str(path))
+        assert (answer["status"], answer["error"]) == expected, path.name
+    cut_png = extract(str(samples.write_truncated(tmp_path / "cut.png", samples.write_png(tmp_path / "whole.png"), 0.6)))
+    assert (cut_png["status"], cut_png["width"]) == ("ok", 4)  # what the header had is still read
+    cut_pdf = extract(str(samples.write_truncated(tmp_path / "cut.pdf", samples.write_pdf(tmp_path / "whole.pdf"), 0.5)))
+    assert cut_pdf["status"] == "failed" and cut_pdf["error"].startswith("PdfStreamError")
+    cut_mkv = extract(str(samples.write_truncated(tmp_path / "cut.mkv", samples.write_mkv(tmp_path / "whole.mkv"), 0.3)))
+    assert (cut_mkv["status"], cut_mkv["format"], cut_mkv["error"]) == \
+        ("ok", "matroska", "no metadata found (a damaged or cut file?)")  # the format is known, nothing else
+
+
+def call_all(spec: Sandbox, *calls: tuple, size: int = 1) -> list:
+    async def run():
+        async with spec.client(size, "") as client:
+            return [await client.call(*args) for args in calls]
+    return asyncio.run(run())
+
+
+def parser_processes() -> set[int]:
+    return {p.pid for p in psutil.Process().children() if "tasks.sandbox_child" in p.cmdline()}
+
+
+def test_a_parser_that_loops_is_killed_and_replaced(tmp_path):
+    looping = samples.write_looping_jpeg(tmp_path / "loop.jpg")
+    png = samples.write_png(tmp_path / "ok.png")
+
+    async def run():
+        async with Sandbox("tasks.metadata:extract", timeout=1.0).client(1, "") as client:
+            first = await client.call(str(png))
+            child = parser_processes()
+            hung = await client.call(str(looping))
+            after = await client.call(str(png))
+            return first, child, hung, after, parser_processes()
+
+    first, before, hung, after, now = asyncio.run(run())
+    assert first.value["status"] == after.value["status"] == "ok"
+    assert (hung.problem, hung.error) == ("timeout", "no answer within 1 s: the parser was killed")
+    assert 990 <= hung.elapsed_ms < 3000  # uvloop timers may fire a little early
+    assert len(before) == 1 and not any(psutil.pid_exists(pid) for pid in before)  # the looping child is gone
+    assert len(now) == 1 and now.isdisjoint(before)
+
+
+def test_a_runaway_parse_hits_the_memory_cap(tmp_path):
+    looping = samples.write_looping_jpeg(tmp_path / "loop.jpg")  # hachoir allocates ~40 MB/s on it
+    answers = call_all(Sandbox("tasks.metadata:extract", timeout=60, memory_mb=160),
+                       (str(looping),), (str(samples.write_wav(tmp_path / "a.wav")),))
+    assert (answers[0].problem, answers[0].error) == ("memory", "memory cap of 160 MB reached")
+    assert answers[1].value["status"] == "ok"  # a fresh process took the next file
+
+
+def test_crashes_and_exceptions_in_the_child_are_answers():
+    crashed, = call_all(Sandbox("ctypes:string_at"), (0,))  # reads address 0: a segmentation fault
+    assert (crashed.problem, crashed.error) == ("died", "the parser process died (SIGSEGV)")
+    error, fine = call_all(Sandbox("json:loads"), ("{",), ("[1]",))
+    assert error.problem == "error" and error.error.startswith("JSONDecodeError")
+    assert fine.value == [1]
+    exited, = call_all(Sandbox("os:_exit"), (3,))
+    assert exited.error == "the parser process died (exit code 3)"
+
+
+def test_a_child_that_cannot_start_stops_the_run():
+    from tasks.http import FatalError
+
+    with pytest.raises(FatalError, match="did not start: ModuleNotFoundError"):
+        call_all(Sandbox("no_such_module:f"), ("x",))
