@@ -90,9 +90,15 @@ def local_prefect_server(port: int = 0, timeout: float = 120.0) -> Iterator[str]
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=5)  # send buffered logs while the server is still there
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, 20)
         log.close()
+
+
+def stop_process_group(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the process's group (started with `start_new_session=True`); SIGKILL after `grace` s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import latest_run_artifacts, read_table
 from flows.personalised_emails import personalised_emails
+from tasks.runners import stop_process_group
 from test_card_flow import expected_top_card
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,12 +46,7 @@ def worker(prefect_server, tmp_path_factory):
         process = subprocess.Popen(["bash", str(ROOT / "deployments" / "worker.sh")], env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     yield home, env
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_process_group(process, 15)
 
 
 def flow_run_id(text: str) -> str | None:
