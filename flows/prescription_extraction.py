@@ -26,6 +26,7 @@ from tasks.engine import default_work_dir, run_job
 from tasks.extraction import SYSTEM, TOOL, estimate_tokens, interpret, request_params
 from tasks.http import RowError
 from tasks.llm import LlmSpec, load_prices, price_for
+from tasks.lookups import LookupCache
 from tasks.secrets import resolve_secret
 from tasks.tables import read_chunks
 
@@ -74,21 +75,33 @@ async def delete_when_final(path: Path, work):
     return answer
 
 
-async def extract_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int,
-                       max_bytes: int) -> dict[str, Any] | Partial:
-    """Realtime handler: download, one Messages call with the PDF, validated fields."""
+async def extract_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
+                       version: str, extracted: str) -> dict[str, Any] | Partial:
+    """Realtime handler: download, one Messages call with the PDF, validated fields. A file extracted
+    with success before (same id, md5 and settings; e.g. before files were added to the folder and the
+    chunks shifted) is taken from the `extracted` store: no download, no call."""
+    store, key = LookupCache.shared(extracted), file_key(row, version)
+    if key in (known := store.get([key])):
+        return known[key]
     path = await fetch_pdf(row, clients["drive"], downloads, max_bytes)
     llm = clients["llm"]
     tokens = await asyncio.to_thread(estimate_tokens, path, max_tokens)
     params = await asyncio.to_thread(request_params, path, max_tokens)
     message = await delete_when_final(path, llm.message(params, tokens, SYSTEM))
-    return outcome(message, llm.cost(message.usage))
+    answer = outcome(message, llm.cost(message.usage))
+    if isinstance(answer, dict):
+        store.put({key: answer}, {})
+    return answer
+
+
+def file_key(row: dict[str, Any], version: str) -> str:
+    """The same file (Drive id + md5) under the same settings gets the same key."""
+    return hashlib.sha256(f"{row['id']}\0{row.get('md5Checksum')}\0{version}".encode()).hexdigest()[:40]
 
 
 def custom_id(row: dict[str, Any], version: str, attempt: int) -> str:
-    """A batch request's id: the same file (id + md5) under the same settings gets the same id."""
-    digest = hashlib.sha256(f"{row['id']}\0{row.get('md5Checksum')}\0{version}".encode()).hexdigest()[:40]
-    return f"{digest}-{attempt}"
+    """A batch request's id."""
+    return f"{file_key(row, version)}-{attempt}"
 
 
 async def submit_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
@@ -213,7 +226,9 @@ def prescription_extraction(
     facts = {"folder": f"`{folder_id}`", "files listed": f"{listed:,}", "model": model, "mode": mode}
     common = {"key_column": "id", "work_dir": work_dir, "version": version, "ok_label": "success"}
     if mode == "realtime":
-        job = Job("prescription-extraction", functools.partial(extract_file, **settings), RESULTS, (drive, llm),
+        extracted = str(Path(work_dir) / "cache" / "prescriptions-extracted.sqlite")
+        job = Job("prescription-extraction", functools.partial(extract_file, version=version, extracted=extracted,
+                                                               **settings), RESULTS, (drive, llm),
                   totals=RESULTS[1:], **common)
         figures = run_job(job, listing, output_path, limit=limit, facts=facts, **options)
     else:

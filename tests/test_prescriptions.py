@@ -155,6 +155,20 @@ def test_a_killed_run_reruns_without_downloading_or_extracting_finished_files_ag
     assert downloads - 40 <= 4  # only downloads cut short; a file waiting for Claude stays on disk
 
 
+def test_files_added_to_the_folder_are_the_only_ones_extracted_on_the_next_run(apis, tmp_path):
+    folder, _ = make_folder(apis, tmp_path, 12)
+    prescription_extraction(folder, str(tmp_path / "first.jsonl"), chunk_size=5, **options(apis))
+    write_prescription_pdf(tmp_path / "new.pdf", 99)
+    add(apis.url, *({"name": f"0-new{n}.pdf", "path": str(tmp_path / "new.pdf"), "parents": [folder]} for n in range(3)))
+    before = apis.stats("anthropic")["documents"], apis.stats("drive")["media_calls"]
+    prescription_extraction(folder, str(tmp_path / "second.jsonl"), chunk_size=5, **options(apis))
+    rows = read_jsonl(tmp_path / "second.jsonl")
+    assert [r["name"] for r in rows] == [f"0-new{n}.pdf" for n in range(3)] + [r["name"] for r in read_jsonl(
+        tmp_path / "first.jsonl")] and {r["status"] for r in rows} == {"success"}
+    after = apis.stats("anthropic")["documents"], apis.stats("drive")["media_calls"]
+    assert (after[0] - before[0], after[1] - before[1]) == (3, 3)  # every chunk shifted; only new files sent
+
+
 def test_batch_mode_resumes_polling_after_a_kill_and_resubmits_failed_requests_once(apis, tmp_path, monkeypatch):
     folder, truths = make_folder(apis, tmp_path, 30)
     apis.configure("anthropic", api_key=KEY, batch_seconds=4)
