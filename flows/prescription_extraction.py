@@ -107,19 +107,22 @@ def custom_id(row: dict[str, Any], version: str, attempt: int) -> str:
 async def submit_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
                       version: str) -> dict[str, Any]:
     """Batch handler, first pass: download and add the request to a batch; returns its batch id."""
-    batches, request = clients["batches"], custom_id(row, version, 1)
-    if not batches.known(request):  # after a kill: submitted already, not downloaded again
-        await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
-    return {"batch_id": batches.store.batch_of(request)}
+    return {"batch_id": await submit_request(row, clients, custom_id(row, version, 1), downloads, max_tokens,
+                                             max_bytes)}
 
 
 async def submit_request(row: dict[str, Any], clients: dict, request: str, downloads: str, max_tokens: int,
-                         max_bytes: int) -> None:
-    """Download the file and queue its request for the chunk's next batch."""
-    async with clients["batches"].member():
+                         max_bytes: int) -> str:
+    """Download the file and queue its request for the chunk's next batch; returns the batch id. A
+    request submitted before (e.g. by a killed run) is neither downloaded nor submitted again."""
+    batches = clients["batches"]
+    known = batches.store.batch_of(request)
+    if known:
+        return known
+    async with batches.member():
         path = await fetch_pdf(row, clients["drive"], downloads, max_bytes)
         params = await asyncio.to_thread(request_params, path, max_tokens)
-        await clients["batches"].submit(request, params, SYSTEM)
+        return await batches.submit(request, params, SYSTEM)
 
 
 async def collect_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
@@ -130,8 +133,7 @@ async def collect_file(row: dict[str, Any], clients: dict, *, downloads: str, ma
     batches = clients["batches"]
     for attempt in (1, 2):
         request = custom_id(row, version, attempt)
-        if not batches.known(request):
-            await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
+        await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
         result = await batches.result(request)
         kind = failure_kind(result)
         if kind not in RESUBMIT:

@@ -65,7 +65,6 @@ class BatchClient:
     def __init__(self, spec: BatchSpec, llm: LlmClient, store: BatchStore):
         self.spec, self.llm, self.store = spec, llm, store
         self.stats = llm.stats
-        self.batches_created = 0
         self._queue: list[tuple[str, dict, asyncio.Future]] = []
         self._bytes = self._members = 0
         self._polls: dict[str, asyncio.Task] = {}
@@ -83,9 +82,6 @@ class BatchClient:
     def close(self) -> None:
         self.llm.close()
 
-    def known(self, custom_id: str) -> bool:
-        return self.store.batch_of(custom_id) is not None
-
     @asynccontextmanager
     async def member(self):
         """A row that may queue a request: the batch waits for it until it queued one or left."""
@@ -97,10 +93,8 @@ class BatchClient:
             self._send_when_ready()
 
     async def submit(self, custom_id: str, params: dict[str, Any], system: str = "") -> str:
-        """Queue one request (inside `member()`); returns its batch id once the batch exists."""
-        known = self.store.batch_of(custom_id)
-        if known:
-            return known
+        """Queue one request (inside `member()`); returns its batch id once the batch exists. Callers
+        look in `store` first: a request with a batch id there must not be submitted again."""
         request = {"custom_id": custom_id, "params": self.llm.anthropic_params(params, system)}
         future = asyncio.get_running_loop().create_future()
         self._queue.append((custom_id, request, future))
@@ -128,7 +122,6 @@ class BatchClient:
                     future.set_exception(error)
             return
         self.store.record(batch.id, [custom_id for custom_id, _, _ in queue])  # before anyone journals it
-        self.batches_created += 1
         for _, _, future in queue:
             if not future.done():
                 future.set_result(batch.id)
