@@ -25,7 +25,7 @@ from prefect.futures import as_completed
 
 from tasks.chunk import ChunkRef, Job, process_chunk, read_journal
 from tasks.http import CallStats, FatalError
-from tasks.progress import Progress, duration, publish_summary, summary_markdown
+from tasks.progress import Progress, duration, projected_cost, publish_summary, summary_markdown
 from tasks.runners import is_dask, make_task_runner, parallel_chunks
 from tasks.tables import OutputWriter, count_rows, read_chunks
 
@@ -156,7 +156,7 @@ def cost_facts(sums: Counter, rows: int, full_rows: int | None) -> dict[str, str
     per_row = sums["cost_usd"] / rows if rows else 0.0
     facts = {"cost of these rows": f"${sums['cost_usd']:,.4f}", "cost per row": f"${per_row:,.6f}"}
     if full_rows is not None:
-        facts[f"projected cost of all {full_rows:,} rows"] = f"${per_row * full_rows:,.2f}"
+        facts[f"projected cost of all {full_rows:,} rows"] = f"${projected_cost(sums['cost_usd'], rows, full_rows):,.2f}"
     return facts
 
 
@@ -273,7 +273,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         "statuses": dict(counts), "peak_rss_mb": tally.peak_rss,
     }
     if full_rows is not None:
-        figures.update(input_rows=full_rows, projected_cost_usd=round(sums["cost_usd"] / max(total_rows, 1) * full_rows, 4))
+        figures.update(input_rows=full_rows, projected_cost_usd=round(projected_cost(sums["cost_usd"], total_rows, full_rows), 4))
     headline = ", ".join(f"{n:,} {status}" for status, n in counts.items()) + f" of {total_rows:,} rows"
     publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
         "output": f"`{os.path.abspath(output_path)}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",

@@ -29,6 +29,11 @@ def duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def projected_cost(cost: float, rows: int, all_rows: int) -> float:
+    """The $ of `all_rows` rows at the cost per row of the `rows` done."""
+    return cost / rows * all_rows if rows else 0.0
+
+
 class Progress:
     """`update(rows_done)` as chunks finish; throttled so it costs nothing per row."""
 
@@ -63,7 +68,7 @@ class Progress:
         if not totals or "cost_usd" not in totals or not self.done:
             return ""
         cost = totals["cost_usd"]
-        return (f"; ${cost:,.4f} so far, projected ${cost / self.done * self.projected_rows:,.2f} "
+        return (f"; ${cost:,.4f} so far, projected ${projected_cost(cost, self.done, self.projected_rows):,.2f} "
                 f"for all {self.projected_rows:,} rows")
 
     def update(self, done: int, final: bool = False, totals: dict[str, float] | None = None) -> None:
