@@ -23,7 +23,7 @@ from tasks.chunk import Job, Partial
 from tasks.engine import default_work_dir, run_job
 from tasks.filetree import KnownFiles, entry_problem, stage_tree
 from tasks.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
-from tasks.sandbox import Answer, Sandbox
+from tasks.sandbox import DEPTH, Answer, Sandbox, stop_idle_children
 from tasks.tables import InputError
 
 RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
@@ -80,6 +80,7 @@ def file_metadata(root: str, output_path: str, include: list[str] | None = None,
         facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",
                  "concurrency": f"{processes} parser processes, at least one per chunk running at once"}
         return run_job(job, listing, output_path, chunk_size=chunk_size, runner=runner, workers=workers,
-                       total_concurrency=processes, facts=facts)
+                       total_concurrency=processes * DEPTH, facts=facts)
     finally:
         listing.unlink(missing_ok=True)
+        stop_idle_children()  # those of this process; a Dask worker's end with the worker or when idle

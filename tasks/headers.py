@@ -284,6 +284,15 @@ def _pdf_date(value: Any) -> str | None:
     return dt.datetime(*parts).isoformat()
 
 
+def _page_count(reader: PdfReader) -> int:
+    """The page tree's /Count (one object read), or the pages counted one by one when it has none."""
+    try:
+        count = reader.root_object["/Pages"].get_object()["/Count"]
+    except (KeyError, TypeError, AttributeError):
+        count = None
+    return int(count) if isinstance(count, int) and count >= 0 else len(reader.pages)
+
+
 def read_pdf(path: str, head: bytes) -> Found:
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings about a damaged file: the error says enough
     reader = PdfReader(path, strict=False)
@@ -291,7 +300,7 @@ def read_pdf(path: str, head: bytes) -> Found:
     if reader.is_encrypted and not reader.decrypt(""):
         return Found("pdf", "application/pdf", "pypdf", {}, metadata, "encrypted: document information not readable")
     info = {str(k).lstrip("/"): str(v) for k, v in (reader.metadata or {}).items()}
-    metadata.update(info=info, pages=len(reader.pages))
+    metadata.update(info=info, pages=_page_count(reader))
     fields = {"title": info.get("Title") or None, "author": info.get("Author") or None,
               "producer": info.get("Producer") or info.get("Creator") or None,
               "created": _pdf_date(info.get("CreationDate")), "page_count": metadata["pages"]}

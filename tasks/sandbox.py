@@ -1,22 +1,30 @@
 """Killable child processes for work that may hang or eat memory (hachoir on a hostile file).
 
 `Sandbox(target, timeout, memory_mb)` is an engine "api" (`name`, `base_url`, `client()`): each
-chunk's client runs `target` ("module:function") in up to `concurrency` child processes
-(tasks/sandbox_child.py), one call at a time per child. A child caps its own address space
-(RLIMIT_AS), dies with its parent and answers one JSON line per call; the parent waits `timeout`
-seconds for the answer, then kills the child (SIGKILL) and starts a new one for the next call. Every
-call ends in an `Answer`: the target's value, or a problem (`timeout`, `memory`, `died`, `error`) with
-a reason. The client's `peak_rss_mb` is the largest peak RSS of its children (for the run summary).
+chunk's client runs `target` ("module:function") in child processes (tasks/sandbox_child.py), one per
+DEPTH calls in flight. A child caps its own address space (RLIMIT_AS), dies with its parent and
+answers one JSON line per call, in order; the parent waits `timeout` seconds for each answer from
+when the child began that call, then kills the child (SIGKILL) and sends the calls queued behind to a
+new one. Every call ends in an `Answer`: the target's value, or a problem (`timeout`, `memory`,
+`died`, `error`) with a reason. The client's `peak_rss_mb` is the largest peak RSS of its children.
+
+A child that answered is kept for the next chunk in the same process (starting one imports the
+parsers: ~0.3 s of CPU), in a pool per process; `stop_idle_children()` ends the pooled ones, and a
+child left unused for IDLE_SECONDS is not reused (it leaves by itself after twice that).
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,13 @@ from tasks.http import CallStats, FatalError
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
 START_TIMEOUT = 60.0
+IDLE_SECONDS = 120.0
+DEPTH = 4  # calls queued to one child
+# Children are started from this one long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that
+# started a child ends, and a chunk's thread may end while its children wait in the pool.
+_STARTER = ThreadPoolExecutor(1, thread_name_prefix="sandbox-starter")
+_POOL: dict[tuple[str, int], list[tuple[subprocess.Popen, float]]] = {}  # (target, memory_mb) -> idle children
+_POOL_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,105 +74,232 @@ def _exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
+def _kill(popen: subprocess.Popen) -> None:
+    popen.kill()  # no-op once it has exited
+    popen.wait()
+    for pipe in (popen.stdin, popen.stdout):
+        pipe.close()
+
+
+def stop_idle_children() -> None:
+    """End the pooled children of this process (at the end of a run)."""
+    with _POOL_LOCK:
+        idle = [popen for children in _POOL.values() for popen, _ in children]
+        _POOL.clear()
+    for popen in idle:
+        _kill(popen)
+
+
+def _take_idle(key: tuple[str, int]) -> subprocess.Popen | None:
+    """A pooled child that is alive and was used recently; stale ones are stopped."""
+    while True:
+        with _POOL_LOCK:
+            if not _POOL.get(key):
+                return None
+            popen, since = _POOL[key].pop()
+        if popen.poll() is None and time.monotonic() - since < IDLE_SECONDS:
+            return popen
+        _kill(popen)
+
+
+def _start_child(spec: Sandbox) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (PROJECT_ROOT, os.environ.get("PYTHONPATH")))),
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tasks.sandbox_child", spec.target, str(spec.memory_mb),
+                             str(os.getpid()), str(2 * IDLE_SECONDS)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)  # Ctrl+C stops the parent, which stops the children
+
+
 @dataclass
-class _Child:
-    popen: subprocess.Popen
-    answers: asyncio.StreamReader
-    transport: asyncio.BaseTransport
+class _Call:
+    line: bytes
+    future: asyncio.Future
+    started: float = 0.0  # when the child began it: sent to an idle child, or its predecessor answered
+
+
+class _Lane:
+    """One child process a chunk uses, and the calls sent to it but not answered yet, in order."""
+
+    def __init__(self, child: tuple[subprocess.Popen, asyncio.StreamReader, asyncio.BaseTransport, bool]):
+        self.popen, self.answers, self.transport, self.pooled = child
+        self.answered = 0  # a pooled child that dies before its first answer died waiting, not of a file
+        self.waiting: collections.deque[_Call] = collections.deque()
+        self.outbox: list[_Call] = []  # written at the end of this turn of the event loop: one write for many
+        self.work = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    @property
+    def load(self) -> int:
+        return len(self.waiting) + len(self.outbox)
 
 
 class SandboxClient:
-    """One chunk's child processes, started on first use; `await call(*args)` -> Answer.
-
-    Children are started with `subprocess.Popen` and only their stdout is read through the event
-    loop: uvloop refuses to spawn from two event loops at once (chunks run in several threads)."""
+    """One chunk's child processes (taken from the pool or started on first use); `await call(*args)`
+    -> Answer. Each child has up to DEPTH calls queued, so it never waits for this process, and the
+    calls made in one turn of the event loop go in one write. The timeout of a call runs from when
+    the child began it: when it was sent to an idle child or the call before it was answered. Only a
+    child's stdout is read through the chunk's event loop, from a copy of its pipe that the chunk
+    closes when it gives the child back."""
 
     def __init__(self, spec: Sandbox, size: int):
-        self.spec, self.size, self.stats = spec, max(1, size), CallStats()
+        self.spec, self.stats = spec, CallStats()
+        self.size = max(1, math.ceil(size / DEPTH))
         self.peak_rss_mb = 0.0
-        self._idle: asyncio.Queue | None = None
-        self._live: list[_Child] = []
+        self._lanes: list[_Lane] = []
+        self._adding: asyncio.Lock | None = None
 
     async def __aenter__(self) -> "SandboxClient":
-        self._idle = asyncio.Queue()
-        for _ in range(self.size):
-            self._idle.put_nowait(None)  # a slot whose child is not started yet
+        self._adding = asyncio.Lock()
         return self
 
     async def __aexit__(self, *exc) -> None:
-        for child in list(self._live):
-            await self._stop(child, kill=exc[0] is not None)
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            lane.task.cancel()
+        await asyncio.gather(*(lane.task for lane in lanes), return_exceptions=True)
+        for lane in lanes:
+            if lane.popen is not None:
+                self._let_go(lane, keep=exc[0] is None and not lane.load)
 
     def close(self) -> None:
         pass
 
     async def call(self, *args: Any) -> Answer:
-        child = await self._idle.get()
-        try:
-            if child is None:
-                child = await self._start()
-            answer = await self._ask(child, args)
-            if answer.problem in ("timeout", "memory", "died"):
-                await self._stop(child, kill=True)
-                child = None
-            return answer
-        finally:
-            self._idle.put_nowait(child)
-
-    async def _start(self) -> _Child:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (PROJECT_ROOT, os.environ.get("PYTHONPATH")))),
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        popen = subprocess.Popen([sys.executable, "-m", "tasks.sandbox_child", self.spec.target, str(self.spec.memory_mb),
-                                  str(os.getpid())],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                                 start_new_session=True)  # Ctrl+C stops the parent, which stops the children
-        answers = asyncio.StreamReader(limit=64 << 20)
-        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(answers), popen.stdout)
-        child = _Child(popen, answers, transport)
-        self._live.append(child)
-        try:
-            hello = json.loads(await asyncio.wait_for(answers.readline(), START_TIMEOUT) or b"{}")
-        except (asyncio.TimeoutError, ValueError):
-            hello = {}
-        if not hello.get("ready"):
-            await self._stop(child, kill=True)
-            raise FatalError(f"the parser process for {self.spec.target} did not start: "
-                             f"{hello.get('fatal') or 'no answer'}")
-        return child
-
-    async def _ask(self, child: _Child, args: tuple) -> Answer:
         self.stats.requests += 1
-        started = time.monotonic()
-        waited = lambda: round((time.monotonic() - started) * 1000, 3)  # noqa: E731
+        lane = await self._lane()
+        call = _Call(json.dumps(args).encode() + b"\n", asyncio.get_running_loop().create_future())
+        if not lane.outbox:
+            asyncio.get_running_loop().call_soon(self._send, lane)
+        lane.outbox.append(call)
+        return await call.future
+
+    async def _lane(self) -> _Lane:
+        """The lane with the fewest calls; a new one while there are fewer than `size` and all are busy."""
+        async with self._adding:
+            best = min(self._lanes, key=lambda lane: lane.load, default=None)
+            if len(self._lanes) < self.size and (best is None or best.load):
+                best = _Lane(await self._attach())
+                best.task = asyncio.create_task(self._serve(best))
+                self._lanes.append(best)
+            return best
+
+    def _send(self, lane: _Lane) -> None:
+        """Write the lane's outbox to its child in one go (not while the child is being replaced)."""
+        if lane.popen is None or not lane.outbox:
+            return
+        calls, lane.outbox, now = lane.outbox, [], time.monotonic()
+        for call in calls:
+            if not lane.waiting:
+                call.started = now
+            lane.waiting.append(call)
         try:
-            child.popen.stdin.write(json.dumps(args).encode() + b"\n")  # one short line: the pipe never fills
-            child.popen.stdin.flush()
-            line = await asyncio.wait_for(child.answers.readline(), self.spec.timeout)
+            lane.popen.stdin.write(b"".join(call.line for call in calls))  # a few short lines: the pipe never fills
+            lane.popen.stdin.flush()
+        except BrokenPipeError:
+            pass  # the child died: _serve sees the end of its answers
+        lane.work.set()
+
+    async def _serve(self, lane: _Lane) -> None:
+        """Answer the lane's calls in order until the chunk ends or the lane loses its child with
+        nothing queued. On a failure here (a child that cannot be started), every call of the lane
+        gets the exception: none waits for ever."""
+        try:
+            while lane.popen is not None:
+                if lane.waiting:
+                    await self._answer_head(lane)
+                else:
+                    lane.work.clear()
+                    await lane.work.wait()
+        except Exception as error:
+            self._lanes.remove(lane)
+            if lane.popen is not None:
+                self._let_go(lane, keep=False)
+            for call in (*lane.waiting, *lane.outbox):
+                call.future.done() or call.future.set_exception(error)
+
+    async def _answer_head(self, lane: _Lane) -> None:
+        """Answer the oldest call. After a timeout, a death or a memory cap, the child is killed, and
+        a fresh one gets the calls queued behind (the lane ends if there are none)."""
+        head = lane.waiting[0]
+        overdue = head.started + self.spec.timeout - time.monotonic()
+        try:  # an answer already in the pipe is taken even when this loop was late
+            line = await asyncio.wait_for(lane.answers.readline(), max(overdue, 0.05))
         except asyncio.TimeoutError:
             self.stats.timeouts += 1
-            return Answer(problem="timeout", error=f"no answer within {self.spec.timeout:g} s: the parser was killed",
-                          elapsed_ms=waited())
-        except BrokenPipeError:
-            line = b""
-        if not line:
-            code = await asyncio.to_thread(child.popen.wait)
-            return Answer(problem="died", error=f"the parser process died ({_exit_text(code)})", elapsed_ms=waited())
-        reply = json.loads(line)
-        return Answer(reply.get("value"), reply.get("problem", ""), reply.get("error", ""), reply["elapsed_ms"])
+            line = None
+        now = time.monotonic()
+        waited = round((now - head.started) * 1000, 3)
+        if line is None:
+            answer = Answer(problem="timeout", error=f"no answer within {self.spec.timeout:g} s: the parser was killed",
+                            elapsed_ms=waited)
+        elif not line and lane.pooled and not lane.answered:  # it died while it waited in the pool
+            return await self._replace(lane, from_pool=False)
+        elif not line:
+            code = await asyncio.to_thread(lane.popen.wait)
+            answer = Answer(problem="died", error=f"the parser process died ({_exit_text(code)})", elapsed_ms=waited)
+        else:
+            reply = json.loads(line)
+            answer = Answer(reply.get("value"), reply.get("problem", ""), reply.get("error", ""), reply["elapsed_ms"])
+        lane.waiting.popleft()
+        lane.answered += 1
+        if not head.future.done():  # not cancelled
+            head.future.set_result(answer)
+        if answer.problem in ("timeout", "died", "memory"):
+            await self._replace(lane)
+        elif lane.waiting:
+            lane.waiting[0].started = now
 
-    async def _stop(self, child: _Child, kill: bool) -> None:
-        self.peak_rss_mb = max(self.peak_rss_mb, peak_rss_mb(child.popen.pid))  # while it is alive
-        try:
-            child.popen.stdin.close()  # a child still reading ends its loop at the end of its input
-        except BrokenPipeError:
-            pass
-        if not kill:
+    async def _replace(self, lane: _Lane, from_pool: bool = True) -> None:
+        """Kill the lane's child; a new one gets the calls not answered yet, or the lane ends."""
+        lane.outbox[:0], lane.waiting = lane.waiting, collections.deque()
+        self._let_go(lane, keep=False)
+        lane.popen = None
+        if not lane.outbox:
+            self._lanes.remove(lane)  # the next call starts a lane of its own
+            return
+        lane.popen, lane.answers, lane.transport, lane.pooled = await self._attach(from_pool)
+        lane.answered = 0
+        self._send(lane)
+
+    async def _attach(self, from_pool: bool = True) -> tuple[subprocess.Popen, asyncio.StreamReader,
+                                                             asyncio.BaseTransport, bool]:
+        """A child (from the pool or started), the reader of its answers, and whether it was pooled."""
+        popen = _take_idle((self.spec.target, self.spec.memory_mb)) if from_pool else None
+        pooled = popen is not None
+        if not pooled:
+            starting = asyncio.get_running_loop().run_in_executor(_STARTER, _start_child, self.spec)
             try:
-                await asyncio.to_thread(child.popen.wait, 5)
-            except subprocess.TimeoutExpired:
-                pass
-        child.popen.kill()  # no-op once it has exited
-        await asyncio.to_thread(child.popen.wait)
-        child.transport.close()
-        self._live.remove(child)
+                popen = await asyncio.shield(starting)
+            except asyncio.CancelledError:  # the chunk ended: the child being started must not be left over
+                starting.add_done_callback(lambda done: done.cancelled() or done.exception() or _kill(done.result()))
+                raise
+        transport = None
+        try:
+            answers = asyncio.StreamReader(limit=64 << 20)
+            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(answers), os.fdopen(os.dup(popen.stdout.fileno()), "rb", buffering=0))
+            hello = {"ready": True}
+            if not pooled:
+                try:
+                    hello = json.loads(await asyncio.wait_for(answers.readline(), START_TIMEOUT) or b"{}")
+                except (asyncio.TimeoutError, ValueError):
+                    hello = {}
+            if not hello.get("ready"):
+                raise FatalError(f"the parser process for {self.spec.target} did not start: "
+                                 f"{hello.get('fatal') or 'no answer'}")
+        except BaseException:
+            transport and transport.close()
+            _kill(popen)
+            raise
+        return popen, answers, transport, pooled
+
+    def _let_go(self, lane: _Lane, keep: bool) -> None:
+        """Detach the lane's child: back to the pool if `keep` and it is still well, else killed."""
+        self.peak_rss_mb = max(self.peak_rss_mb, peak_rss_mb(lane.popen.pid))  # while it is alive
+        lane.transport.close()  # closes this chunk's copy of the pipe only
+        if keep and lane.popen.poll() is None:
+            with _POOL_LOCK:
+                _POOL.setdefault((self.spec.target, self.spec.memory_mb), []).append((lane.popen, time.monotonic()))
+        else:
+            _kill(lane.popen)

@@ -1,6 +1,7 @@
-"""The child side of tasks/sandbox.py: `python -m tasks.sandbox_child MODULE:FUNCTION MEMORY_MB PARENT_PID`
-imports the target, caps its address space, then answers one JSON line per line of JSON arguments.
-Kept apart from tasks/sandbox.py so that a child imports only what it runs (it starts once per chunk).
+"""The child side of tasks/sandbox.py: `python -m tasks.sandbox_child MODULE:FUNCTION MEMORY_MB PARENT_PID
+IDLE_SECONDS` imports the target, caps its address space, then answers one JSON line per line of JSON
+arguments, until its input ends or no line came for IDLE_SECONDS. Kept apart from tasks/sandbox.py so
+that a child imports only what it runs.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import importlib
 import json
 import os
 import resource
+import select
 import signal
 import sys
 import time
@@ -26,7 +28,22 @@ def _send(channel, reply: dict) -> None:
     channel.flush()
 
 
-def serve(target: str, memory_mb: int, parent: int) -> None:
+def _lines(idle_seconds: float):
+    """The lines arriving on stdin; ends at the end of input or after `idle_seconds` without one."""
+    pending = b""
+    while True:
+        while b"\n" not in pending:
+            if not select.select([0], [], [], idle_seconds)[0]:
+                return
+            data = os.read(0, 1 << 16)
+            if not data:
+                return
+            pending += data
+        line, pending = pending.split(b"\n", 1)
+        yield line
+
+
+def serve(target: str, memory_mb: int, parent: int, idle_seconds: float) -> None:
     """The child: import `target`, cap memory, then answer one JSON line per line of arguments."""
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever the target prints goes to stderr, not into the answers
@@ -38,7 +55,7 @@ def serve(target: str, memory_mb: int, parent: int) -> None:
     except BaseException as error:
         return _send(replies, {"fatal": f"{type(error).__name__}: {error}"})
     _send(replies, {"ready": True})
-    for line in sys.stdin.buffer:
+    for line in _lines(idle_seconds):
         started = time.perf_counter()
         try:
             reply = {"value": function(*json.loads(line))}
@@ -57,4 +74,4 @@ def serve(target: str, memory_mb: int, parent: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))

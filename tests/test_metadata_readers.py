@@ -9,7 +9,7 @@ import pytest
 
 from tasks import headers, sample_files as samples
 from tasks.metadata import extract
-from tasks.sandbox import Sandbox
+from tasks.sandbox import Sandbox, stop_idle_children
 
 
 def real(name: str) -> Path:
@@ -69,6 +69,21 @@ def test_header_readers_keep_what_they_read_and_skip_personal_data(tmp_path):
     assert "Doe" not in json.dumps(dicom)  # the patient's name is in the file, never in the output
 
 
+def test_a_page_tree_without_a_count_is_counted_page_by_page(tmp_path):
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R 4 0 R 5 0 R] >>",
+               *[b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"] * 3]
+    body, offsets = b"%PDF-1.4\n", []
+    for number, text in enumerate(objects, 1):
+        offsets.append(len(body))
+        body += b"%d 0 obj\n%s\nendobj\n" % (number, text)
+    table = b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    body += (b"xref\n0 6\n0000000000 65535 f \n%strailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+             % (table, len(body)))
+    (tmp_path / "no-count.pdf").write_bytes(body)
+    answer = extract(str(tmp_path / "no-count.pdf"))
+    assert (answer["status"], answer["page_count"]) == ("ok", 3)
+
+
 def test_hdf5_with_and_without_h5py(tmp_path, monkeypatch):
     path = samples.write_hdf5(tmp_path / "data.h5", {"title": "run 7", "institution": "lab"})
     if headers.h5py is not None:
@@ -103,6 +118,13 @@ def test_hostile_files_get_a_status_and_a_reason(tmp_path):
     cut_mkv = extract(str(samples.write_truncated(tmp_path / "cut.mkv", samples.write_mkv(tmp_path / "whole.mkv"), 0.3)))
     assert (cut_mkv["status"], cut_mkv["format"], cut_mkv["error"]) == \
         ("ok", "matroska", "no metadata found (a damaged or cut file?)")  # the format is known, nothing else
+
+
+@pytest.fixture(autouse=True)
+def no_pooled_children():
+    stop_idle_children()  # each test counts the children it starts
+    yield
+    stop_idle_children()
 
 
 def call_all(spec: Sandbox, *calls: tuple, size: int = 1) -> list:
@@ -159,3 +181,32 @@ def test_a_child_that_cannot_start_stops_the_run():
 
     with pytest.raises(FatalError, match="did not start: ModuleNotFoundError"):
         call_all(Sandbox("no_such_module:f"), ("x",))
+
+
+def test_children_are_reused_by_the_next_chunk_unless_they_died(tmp_path):
+    png = str(samples.write_png(tmp_path / "ok.png"))
+    spec = Sandbox("tasks.metadata:extract")
+    first = call_all(spec, (png,))
+    pooled = parser_processes()
+    second = call_all(spec, (png,))
+    assert first[0].value["status"] == second[0].value["status"] == "ok"
+    assert len(pooled) == 1 and parser_processes() == pooled  # the same process answered both chunks
+    psutil.Process(pooled.pop()).kill()  # dies while it waits in the pool
+    third = call_all(spec, (png,))
+    assert third[0].value["status"] == "ok" and len(parser_processes()) == 1
+    stop_idle_children()
+    assert not parser_processes()
+
+
+def test_calls_queued_behind_a_hang_go_to_a_fresh_child(tmp_path):
+    looping = str(samples.write_looping_jpeg(tmp_path / "loop.jpg"))
+    files = [str(samples.write_wav(tmp_path / f"{n}.wav")) for n in range(3)]
+
+    async def run():  # four calls at once on one child: the hang first, three queued behind it
+        async with Sandbox("tasks.metadata:extract", timeout=1.0).client(4, "") as client:
+            return await asyncio.gather(*(client.call(path) for path in [looping, *files]))
+
+    hung, *after = asyncio.run(run())
+    assert hung.problem == "timeout" and 990 <= hung.elapsed_ms < 3000
+    assert [answer.value["status"] for answer in after] == ["ok"] * 3
+    assert all(answer.elapsed_ms < 1000 for answer in after)  # the child's time for the file, not the wait
