@@ -6,14 +6,14 @@ go to `$BATCHFLOWS_WORK_DIR/emulated`, so emulator answers never mix with real o
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
-from unittest import mock
+from typing import Any, Callable, Iterator
 
 from prefect import get_run_logger
 
@@ -33,11 +33,26 @@ def run_emulated(flow, params: dict[str, Any]) -> Any:
     if given:
         raise ValueError(f"emulate=true points the APIs at local emulators; do not also give {', '.join(given)}")
     work_dir = str(Path(default_work_dir()) / "emulated")
-    with mock.patch.dict(os.environ, {"BATCHFLOWS_WORK_DIR": work_dir, KEY_ENV: "emulator"}), \
+    with _environment({"BATCHFLOWS_WORK_DIR": work_dir, KEY_ENV: "emulator"}), \
             tempfile.TemporaryDirectory(prefix="batchflows-sample-") as scratch, Emulator(settings(params)) as emulator:
         get_run_logger().warning(f"emulate=true: a sample run, every API call goes to the local emulators at "
                                  f"{emulator.url}; work dir {work_dir}")
         return flow.fn(**{**params, **prepare(emulator.url, params, scratch), "emulate": False})
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Environment variables set for the duration; what was there before is put back."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _missing(*paths: str) -> bool:
