@@ -81,6 +81,13 @@ def _kill(popen: subprocess.Popen) -> None:
         pipe.close()
 
 
+def _close(pipes) -> None:
+    """Close a chunk's copies of a child's pipes (the loop closes one itself when the child dies)."""
+    for pipe in pipes:
+        if not pipe.is_closing():
+            pipe.close()
+
+
 def stop_idle_children() -> None:
     """End the pooled children of this process (at the end of a run)."""
     with _POOL_LOCK:
@@ -121,8 +128,8 @@ class _Call:
 class _Lane:
     """One child process a chunk uses, and the calls sent to it but not answered yet, in order."""
 
-    def __init__(self, child: tuple[subprocess.Popen, asyncio.StreamReader, asyncio.BaseTransport, bool]):
-        self.popen, self.answers, self.transport, self.pooled = child
+    def __init__(self, child: tuple[subprocess.Popen, asyncio.StreamReader, tuple, bool]):
+        self.popen, self.answers, self.pipes, self.pooled = child
         self.answered = 0  # a pooled child that dies before its first answer died waiting, not of a file
         self.waiting: collections.deque[_Call] = collections.deque()
         self.outbox: list[_Call] = []  # written at the end of this turn of the event loop: one write for many
@@ -138,9 +145,9 @@ class SandboxClient:
     """One chunk's child processes (taken from the pool or started on first use); `await call(*args)`
     -> Answer. Each child has up to DEPTH calls queued, so it never waits for this process, and the
     calls made in one turn of the event loop go in one write. The timeout of a call runs from when
-    the child began it: when it was sent to an idle child or the call before it was answered. Only a
-    child's stdout is read through the chunk's event loop, from a copy of its pipe that the chunk
-    closes when it gives the child back."""
+    the child began it: when it was sent to an idle child or the call before it was answered. A child's
+    pipes are used through the chunk's event loop as copies that the chunk closes when it gives the
+    child back."""
 
     def __init__(self, spec: Sandbox, size: int):
         self.spec, self.stats = spec, CallStats()
@@ -193,11 +200,7 @@ class SandboxClient:
             if not lane.waiting:
                 call.started = now
             lane.waiting.append(call)
-        try:
-            lane.popen.stdin.write(b"".join(call.line for call in calls))  # a few short lines: the pipe never fills
-            lane.popen.stdin.flush()
-        except BrokenPipeError:
-            pass  # the child died: _serve sees the end of its answers
+        lane.pipes[1].write(b"".join(call.line for call in calls))  # buffered by the loop: never blocks it
         lane.work.set()
 
     async def _serve(self, lane: _Lane) -> None:
@@ -258,13 +261,13 @@ class SandboxClient:
         if not lane.outbox:
             self._lanes.remove(lane)  # the next call starts a lane of its own
             return
-        lane.popen, lane.answers, lane.transport, lane.pooled = await self._attach(from_pool)
+        lane.popen, lane.answers, lane.pipes, lane.pooled = await self._attach(from_pool)
         lane.answered = 0
         self._send(lane)
 
-    async def _attach(self, from_pool: bool = True) -> tuple[subprocess.Popen, asyncio.StreamReader,
-                                                             asyncio.BaseTransport, bool]:
-        """A child (from the pool or started), the reader of its answers, and whether it was pooled."""
+    async def _attach(self, from_pool: bool = True) -> tuple[subprocess.Popen, asyncio.StreamReader, tuple, bool]:
+        """A child (from the pool or started), the reader of its answers, the transports on this loop
+        of copies of its pipes (answers, requests), and whether it was pooled."""
         popen = _take_idle((self.spec.target, self.spec.memory_mb)) if from_pool else None
         pooled = popen is not None
         if not pooled:
@@ -274,11 +277,13 @@ class SandboxClient:
             except asyncio.CancelledError:  # the chunk ended: the child being started must not be left over
                 starting.add_done_callback(lambda done: done.cancelled() or done.exception() or _kill(done.result()))
                 raise
-        transport = None
+        loop, pipes = asyncio.get_running_loop(), []
         try:
             answers = asyncio.StreamReader(limit=64 << 20)
-            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(answers), os.fdopen(os.dup(popen.stdout.fileno()), "rb", buffering=0))
+            pipes.append((await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(answers),
+                                                       os.fdopen(os.dup(popen.stdout.fileno()), "rb", buffering=0)))[0])
+            pipes.append((await loop.connect_write_pipe(asyncio.Protocol,
+                                                        os.fdopen(os.dup(popen.stdin.fileno()), "wb", buffering=0)))[0])
             hello = {"ready": True}
             if not pooled:
                 try:
@@ -289,15 +294,15 @@ class SandboxClient:
                 raise FatalError(f"the parser process for {self.spec.target} did not start: "
                                  f"{hello.get('fatal') or 'no answer'}")
         except BaseException:
-            transport and transport.close()
+            _close(pipes)
             _kill(popen)
             raise
-        return popen, answers, transport, pooled
+        return popen, answers, tuple(pipes), pooled
 
     def _let_go(self, lane: _Lane, keep: bool) -> None:
         """Detach the lane's child: back to the pool if `keep` and it is still well, else killed."""
         self.peak_rss_mb = max(self.peak_rss_mb, peak_rss_mb(lane.popen.pid))  # while it is alive
-        lane.transport.close()  # closes this chunk's copy of the pipe only
+        _close(lane.pipes)
         if keep and lane.popen.poll() is None:
             with _POOL_LOCK:
                 _POOL.setdefault((self.spec.target, self.spec.memory_mb), []).append((lane.popen, time.monotonic()))

@@ -210,3 +210,16 @@ def test_calls_queued_behind_a_hang_go_to_a_fresh_child(tmp_path):
     assert hung.problem == "timeout" and 990 <= hung.elapsed_ms < 3000
     assert [answer.value["status"] for answer in after] == ["ok"] * 3
     assert all(answer.elapsed_ms < 1000 for answer in after)  # the child's time for the file, not the wait
+
+
+def test_long_calls_queued_behind_a_hang_never_block_the_chunk():
+    """Three 100 KB calls behind a regex that backtracks for ever: more than a pipe holds (64 KB)
+    waits for a child that does not read; the chunk's loop must still time the hang out."""
+    async def run():
+        async with Sandbox("re:match", timeout=1.0).client(4, "") as client:
+            return await asyncio.gather(client.call("(a+)+$", "a" * 60 + "b"),
+                                        *(client.call("x", "y" * 100_000) for _ in range(3)))
+
+    hung, *after = asyncio.run(asyncio.wait_for(run(), 30))
+    assert hung.problem == "timeout"
+    assert [(answer.problem, answer.value) for answer in after] == [("", None)] * 3
