@@ -215,7 +215,8 @@ class SandboxClient:
                     lane.work.clear()
                     await lane.work.wait()
         except Exception as error:
-            self._lanes.remove(lane)
+            if lane in self._lanes:
+                self._lanes.remove(lane)
             if lane.popen is not None:
                 self._let_go(lane, keep=False)
             for call in (*lane.waiting, *lane.outbox):
