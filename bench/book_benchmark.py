@@ -38,7 +38,7 @@ def numbers(count: int, seed: int = 5) -> pd.Series:
 
 
 def bench_phones(count: int) -> None:
-    from tasks.phones import check_phones
+    from tasks.apis.phones import check_phones
 
     column = numbers(count)
     started = time.perf_counter()
@@ -52,8 +52,8 @@ def bench_phones(count: int) -> None:
 def bench_geocoding(count: int, repeat_share: float, qps: int, latency: float) -> None:
     from emulators import Emulator
     from flows.book_requests import book_requests
-    from tasks.request_samples import history_frame, new_requests_frame
-    from tasks.runners import local_prefect_server
+    from tasks.samples.book_requests import history_frame, new_requests_frame
+    from tasks.engine.runners import local_prefect_server
 
     directory = Path(tempfile.mkdtemp(prefix="bench-books-"))
     history, people = history_frame(1000, seed=3)

@@ -30,8 +30,8 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from emulators import Emulator  # noqa: E402
-from tasks.runners import local_prefect_server  # noqa: E402
-from tasks.samples import write_users  # noqa: E402
+from tasks.engine.runners import local_prefect_server  # noqa: E402
+from tasks.samples.tables import write_users  # noqa: E402
 
 KEY = "bench-key"
 

@@ -5,7 +5,7 @@
 
 Each size runs in a fresh process (so peak RSS is its own). The labelled data are generated first
 (not timed); then `find_duplicates` is timed while a thread samples the RSS. Precision and recall are
-row-level (tasks.request_samples.evaluate): a flagged row is right when it is a true duplicate and the
+row-level (tasks.samples.book_requests.evaluate): a flagged row is right when it is a true duplicate and the
 request or row it points at is the same person at the same place.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import psutil
 
 
 def measure(n_new: int, n_history: int, dup_share: float, batch_dup_share: float, seed: int) -> dict:
-    from tasks.dedupe import find_duplicates
-    from tasks.request_samples import evaluate, history_frame, new_requests_frame
+    from tasks.apis.dedupe import find_duplicates
+    from tasks.samples.book_requests import evaluate, history_frame, new_requests_frame
 
     process = psutil.Process()
     started = time.monotonic()

@@ -29,8 +29,8 @@ import httpx  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from emulators import Emulator  # noqa: E402
-from tasks.runners import local_prefect_server  # noqa: E402
-from tasks.samples import write_leads  # noqa: E402
+from tasks.engine.runners import local_prefect_server  # noqa: E402
+from tasks.samples.tables import write_leads  # noqa: E402
 
 KEYS = {"OPENAI_API_KEY": "bench-llm-key", "SERPER_API_KEY": "bench-search-key"}
 LIMIT_PER_MINUTE, LLM_LATENCY, SEARCH_LATENCY = 600, 1.5, 0.3

@@ -3,7 +3,7 @@
   python bench/metadata_benchmark.py                # 10 000 mixed files
   python bench/metadata_benchmark.py --files 1000   # a quick check
 
-One generated tree (tasks.sample_files.write_mixed_tree: the machine's real media files and generated
+One generated tree (tasks.samples.files.write_mixed_tree: the machine's real media files and generated
 ones in 12 formats, copied round robin, a few damaged), then:
   old way  a ThreadPoolExecutor (one thread per core) calling the extractor in this process, as
            MetaExtract did: no timeout can stop a hung parse, and the GIL serialises the parsing;
@@ -32,7 +32,7 @@ import psutil  # noqa: E402
 
 
 def old_way(root: Path, threads: int) -> dict:
-    from tasks.metadata import extract
+    from tasks.files.metadata import extract
 
     files = [os.path.join(folder, name) for folder, _, names in sorted(os.walk(root)) for name in sorted(names)]
 
@@ -81,8 +81,8 @@ def main() -> None:
     parser.add_argument("--dir", help="where to generate the tree (default: a temp dir)")
     args = parser.parse_args()
 
-    from tasks.runners import local_prefect_server
-    from tasks.sample_files import write_mixed_tree
+    from tasks.engine.runners import local_prefect_server
+    from tasks.samples.files import write_mixed_tree
 
     base = Path(args.dir or tempfile.mkdtemp(prefix="bench-metadata-"))
     started = time.perf_counter()

@@ -26,7 +26,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from emulators import Emulator  # noqa: E402
 from emulators.drive import drive_id  # noqa: E402
 from emulators.prescriptions import write_prescription_pdf  # noqa: E402
-from tasks.runners import local_prefect_server  # noqa: E402
+from tasks.engine.runners import local_prefect_server  # noqa: E402
 
 KEY = "bench-anthropic-key"
 LIMIT_PER_MINUTE, CLAUDE_LATENCY, DRIVE_LATENCY = 50, 4.0, 0.2

@@ -5,7 +5,7 @@ export BATCHFLOWS_HOME="$ROOT"
 export PREFECT_API_URL="${PREFECT_API_URL:-http://127.0.0.1:4200/api}"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 PYTHON="${PYTHON:-python3}"
-if ! (cd "$ROOT" && "$PYTHON" -c "import prefect, tasks.engine" 2>/dev/null); then
+if ! (cd "$ROOT" && "$PYTHON" -c "import prefect, tasks.engine.run" 2>/dev/null); then
   source "$ROOT/scripts/venv.sh"
   PYTHON=python
 fi

@@ -15,19 +15,20 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from tasks.chunk import ApiSpec, Job
-from tasks.dedupe import check_history_columns, find_duplicates
-from tasks.emulated import run_emulated
-from tasks.engine import default_work_dir, run_job_on_frame
-from tasks.geocoding import RESULT_COLUMNS as GEO_COLUMNS, address_key, geocode, status_of
-from tasks.http import RetryPolicy
-from tasks.llm import PromptTemplate
-from tasks.lookups import LookupCache, cached_lookup
-from tasks.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS, idempotency_key, is_email, send_message
-from tasks.phones import check_phones, fast_e164
-from tasks.progress import publish_summary, summary_markdown
-from tasks.secrets import resolve_secret
-from tasks.tables import OutputWriter, read_chunks
+from tasks.apis.http import ApiSpec
+from tasks.engine.chunk import Job
+from tasks.apis.dedupe import check_history_columns, find_duplicates
+from tasks.samples.emulated import run_emulated
+from tasks.engine.run import default_work_dir, run_job_on_frame
+from tasks.apis.geocoding import RESULT_COLUMNS as GEO_COLUMNS, address_key, geocode, status_of
+from tasks.apis.http import RetryPolicy
+from tasks.apis.llm import PromptTemplate
+from tasks.engine.lookups import LookupCache, cached_lookup
+from tasks.apis.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS, idempotency_key, is_email, send_message
+from tasks.apis.phones import check_phones, fast_e164
+from tasks.engine.progress import publish_summary, summary_markdown
+from tasks.engine.secrets import resolve_secret
+from tasks.engine.tables import OutputWriter, read_chunks
 
 REQUIRED = ("name", "phone", "address")
 TEMPLATE = ("Hi {name}, we received your request for \"{book}\". We will send it to {formatted_address}. "
@@ -104,7 +105,7 @@ def book_requests(
     messaging_key_block: str | None = None, messages_per_second: float = 20, emulate: bool = False,
 ) -> dict[str, Any]:
     """Validate, dedupe and confirm a batch of book requests; write the four CSVs to `output_dir`.
-    `emulate`: a sample run against local emulators (tasks/emulated.py)."""
+    `emulate`: a sample run against local emulators (tasks/samples/emulated.py)."""
     if emulate:
         return run_emulated(book_requests, locals())
     logger, timings, started = get_run_logger(), {}, time.monotonic()

@@ -13,12 +13,14 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.chunk import ApiSpec, Job
-from tasks.emulated import run_emulated
-from tasks.engine import default_work_dir, run_job
-from tasks.http import ApiClient, RetryPolicy, RowError
-from tasks.secrets import resolve_secret
-from tasks.tables import as_text
+from tasks.apis.http import ApiSpec
+from tasks.engine.chunk import Job
+from tasks.samples.emulated import run_emulated
+from tasks.engine.run import default_work_dir, run_job
+from tasks.apis.http import ApiClient, RetryPolicy
+from tasks.engine.outcomes import RowError
+from tasks.engine.secrets import resolve_secret
+from tasks.engine.tables import as_text
 
 RESULT_COLUMNS = ("recommended_card", "issuer", "annual_savings", "recommendations_json")
 NUMBER_COLUMNS = {"monthly_spend": float, "credit_score": int}
@@ -105,7 +107,7 @@ def card_recommendations(input_path: str, output_path: str, config_path: str | N
                          chunk_size: int | None = None, workers: int | None = None,
                          emulate: bool = False) -> dict[str, Any]:
     """Recommend cards for every user in the input; output = input columns + results, in order.
-    `emulate`: a sample run against local emulators (tasks/emulated.py)."""
+    `emulate`: a sample run against local emulators (tasks/samples/emulated.py)."""
     if emulate:
         return run_emulated(card_recommendations, locals())
     config = CardConfig.load(config_path)

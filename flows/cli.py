@@ -107,7 +107,7 @@ def _demo(args) -> dict:
     """Generate users, start the emulators, run card recommendations, print where the output is."""
     from emulators import Emulator
     from flows.card_recommendations import card_recommendations
-    from tasks.samples import write_users
+    from tasks.samples.tables import write_users
 
     out = Path(args.dir or tempfile.mkdtemp(prefix="batchflows-demo-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -239,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a cancelled deployment run, a CI timeout) unwinds like Ctrl+C: emulators and a
     # Prefect server started here are stopped, nothing is left running.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    from tasks.http import FatalError
-    from tasks.progress import enable_terminal_bar
-    from tasks.runners import is_dask, local_prefect_server
-    from tasks.tables import InputError
+    from tasks.engine.outcomes import FatalError
+    from tasks.engine.progress import enable_terminal_bar
+    from tasks.engine.runners import is_dask, local_prefect_server
+    from tasks.engine.tables import InputError
 
     if sys.stderr.isatty():
         enable_terminal_bar()

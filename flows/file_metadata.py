@@ -2,8 +2,8 @@
 data) with hachoir and small header readers, in parser processes that a per-file timeout and memory
 cap can stop.
 
-The tree is walked lazily into a staged list (tasks/filetree.py); the chunk engine runs it, each
-chunk sending its files to killable parser processes (tasks/sandbox.py running tasks/metadata.py).
+The tree is walked lazily into a staged list (tasks/files/filetree.py); the chunk engine runs it, each
+chunk sending its files to killable parser processes (tasks/files/sandbox.py running tasks/files/metadata.py).
 Output, one row per walked entry in walk order: path, path_b64 (the name's exact bytes), size, mtime,
 format, mime, parser, the common fields, metadata_json, elapsed_ms, status (ok / unsupported /
 failed / timeout) and error. A rerun parses only the files whose (path, size, mtime) changed.
@@ -19,12 +19,13 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.chunk import Job, Partial
-from tasks.engine import default_work_dir, run_job
-from tasks.filetree import KnownFiles, entry_problem, stage_tree
-from tasks.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
-from tasks.sandbox import DEPTH, Answer, Sandbox, stop_idle_children
-from tasks.tables import InputError
+from tasks.engine.chunk import Job
+from tasks.engine.outcomes import Partial
+from tasks.engine.run import default_work_dir, run_job
+from tasks.files.filetree import KnownFiles, entry_problem, stage_tree
+from tasks.files.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
+from tasks.files.sandbox import DEPTH, Answer, Sandbox, stop_idle_children
+from tasks.engine.tables import InputError
 
 RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
 COLUMN_TYPES = {**dict.fromkeys(INTEGERS, "Int64"), **dict.fromkeys((*NUMBERS, "elapsed_ms"), "float64")}
@@ -72,7 +73,7 @@ def file_metadata(root: str, output_path: str, include: list[str] | None = None,
     try:
         if not stage_tree(root, listing, tuple(include or ()), tuple(exclude or ())):
             raise InputError(f"{root}: no files" + (" matching --include/--exclude" if include or exclude else ""))
-        sandbox = Sandbox("tasks.metadata:extract", timeout, memory_mb)
+        sandbox = Sandbox("tasks.files.metadata:extract", timeout, memory_mb)
         known = KnownFiles(Path(work_dir) / "cache" / "file-metadata.sqlite")
         job = Job("file-metadata", functools.partial(describe_file, limits=sandbox.base_url),
                   RESULT_COLUMNS, (sandbox, known), work_dir, version=VERSION, column_types=COLUMN_TYPES)

@@ -15,16 +15,18 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from tasks.chunk import ApiSpec, Job, Partial
-from tasks.emulated import run_emulated
-from tasks.engine import default_work_dir, run_job
-from tasks.http import RowError
-from tasks.llm import PROVIDERS, LlmClient, LlmSpec, PromptTemplate, load_prices, price_for
-from tasks.lookups import LookupCache, cached_lookup
-from tasks.messaging import is_email
-from tasks.research import research_key, search_company
-from tasks.secrets import resolve_secret
-from tasks.tables import InputError, read_chunks
+from tasks.apis.http import ApiSpec
+from tasks.engine.chunk import Job
+from tasks.engine.outcomes import Partial
+from tasks.samples.emulated import run_emulated
+from tasks.engine.run import default_work_dir, run_job
+from tasks.engine.outcomes import RowError
+from tasks.apis.llm import PROVIDERS, LlmClient, LlmSpec, PromptTemplate, load_prices, price_for
+from tasks.engine.lookups import LookupCache, cached_lookup
+from tasks.apis.messaging import is_email
+from tasks.apis.research import research_key, search_company
+from tasks.engine.secrets import resolve_secret
+from tasks.engine.tables import InputError, read_chunks
 
 REQUIRED = ("email", "first_name", "company")
 SYSTEM = {
@@ -101,7 +103,7 @@ def personalised_emails(
     leads_per_request: int = 1, emulate: bool = False,
 ) -> dict[str, Any]:
     """Research every lead's company, write its email line/body; output = input + results, in order.
-    `emulate`: a sample run against local emulators (tasks/emulated.py)."""
+    `emulate`: a sample run against local emulators (tasks/samples/emulated.py)."""
     if emulate:
         return run_emulated(personalised_emails, locals())
     if write not in SYSTEM or provider not in PROVIDERS:

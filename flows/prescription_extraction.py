@@ -18,17 +18,18 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from tasks.batches import BATCH_DISCOUNT, RESUBMIT, BatchSpec, failure_kind
-from tasks.chunk import Failed, Job, Partial
-from tasks.drive import DriveSpec, download_path, safe_name
-from tasks.emulated import run_emulated
-from tasks.engine import default_work_dir, run_job
-from tasks.extraction import SYSTEM, TOOL, estimate_tokens, interpret, request_params
-from tasks.http import RowError
-from tasks.llm import LlmSpec, load_prices, price_for
-from tasks.lookups import LookupCache
-from tasks.secrets import resolve_secret
-from tasks.tables import read_chunks
+from tasks.apis.batches import BATCH_DISCOUNT, RESUBMIT, BatchSpec, failure_kind
+from tasks.engine.outcomes import Failed, Partial
+from tasks.engine.chunk import Job
+from tasks.apis.drive import DriveSpec, download_path, safe_name
+from tasks.samples.emulated import run_emulated
+from tasks.engine.run import default_work_dir, run_job
+from tasks.apis.extraction import SYSTEM, TOOL, estimate_tokens, interpret, request_params
+from tasks.engine.outcomes import RowError
+from tasks.apis.llm import LlmSpec, load_prices, price_for
+from tasks.engine.lookups import LookupCache
+from tasks.engine.secrets import resolve_secret
+from tasks.engine.tables import read_chunks
 
 LISTED = ("id", "name", "path", "size", "md5Checksum", "modifiedTime")
 RESULTS = ("fields", "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd")
@@ -199,7 +200,7 @@ def prescription_extraction(
     max_pdf_bytes: int = MAX_PDF_BYTES, claude_timeout: float = 300, emulate: bool = False,
 ) -> dict[str, Any]:
     """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines).
-    `emulate`: a sample run against local emulators, `folder_id` a local folder (tasks/emulated.py)."""
+    `emulate`: a sample run against local emulators, `folder_id` a local folder (tasks/samples/emulated.py)."""
     if emulate:
         return run_emulated(prescription_extraction, locals())
     if mode not in ("realtime", "batch"):

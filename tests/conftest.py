@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from emulators import Emulator  # noqa: E402
-from tasks.runners import local_prefect_server  # noqa: E402
+from tasks.engine.runners import local_prefect_server  # noqa: E402
 
 API_KEY = "test-key-Zq8v1Lw5"
 

@@ -7,8 +7,8 @@ import pytest
 from conftest import kill_when, read_table, run_cli, server_texts
 from flows.book_requests import book_requests
 from flows.cli import main
-from tasks.geocoding import address_key
-from tasks.request_samples import history_frame, new_requests_frame
+from tasks.apis.geocoding import address_key
+from tasks.samples.book_requests import history_frame, new_requests_frame
 
 KEYS = {"geocoding": "g-key-Tq72Pz", "messaging": "m-key-Wb58Ns"}
 ENV = {"GOOGLE_MAPS_API_KEY": KEYS["geocoding"], "MESSAGING_API_KEY": KEYS["messaging"]}

@@ -4,7 +4,7 @@ from openpyxl import Workbook
 
 from conftest import API_KEY, read_table, run_cli, server_texts, write_config
 from flows.cli import main
-from tasks.samples import users_frame
+from tasks.samples.tables import users_frame
 
 
 def cli(workspace, emulator, users, *extra, out="out.csv", **processing):

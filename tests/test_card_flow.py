@@ -11,7 +11,7 @@ import pytest
 from conftest import kill_when, latest_run_artifacts, read_table, write_config
 from emulators.cards import recommend
 from flows.card_recommendations import card_recommendations, user_profile
-from tasks.samples import write_users
+from tasks.samples.tables import write_users
 
 
 def run_flow(workspace, emulator, rows=1000, suffix=".csv", out="out.csv", processing=None, **params):

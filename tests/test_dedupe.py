@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from tasks.dedupe import PAIR_COLUMNS, check_history_columns, find_duplicates, normalise_address, normalise_name
-from tasks.request_samples import evaluate, history_frame, new_requests_frame
+from tasks.apis.dedupe import PAIR_COLUMNS, check_history_columns, find_duplicates, normalise_address, normalise_name
+from tasks.samples.book_requests import evaluate, history_frame, new_requests_frame
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import latest_run_artifacts, read_table
 from flows.personalised_emails import personalised_emails
-from tasks.runners import stop_process_group
+from tasks.engine.runners import stop_process_group
 from test_card_flow import expected_top_card
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,13 +1,13 @@
-"""tasks/drive.py against the Drive emulator: paged recursive listing, safe names, streamed downloads,
+"""tasks/apis/drive.py against the Drive emulator: paged recursive listing, safe names, streamed downloads,
 403 rate limits retried under the shared limiter, finished files not fetched again."""
 import asyncio
 import hashlib
 
 import pytest
 
-from tasks.chunk import ApiSpec
-from tasks.drive import MAX_NAME, Drive, safe_name, status_of
-from tasks.http import RetryPolicy
+from tasks.apis.http import ApiSpec
+from tasks.apis.drive import MAX_NAME, Drive, safe_name, status_of
+from tasks.apis.http import RetryPolicy
 from test_drive_emulator import HOSTILE, add
 
 

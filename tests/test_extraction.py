@@ -1,13 +1,13 @@
-"""tasks/extraction.py through the real anthropic SDK against the emulator: fields, statuses, cost."""
+"""tasks/apis/extraction.py through the real anthropic SDK against the emulator: fields, statuses, cost."""
 import asyncio
 
 import pytest
 
 from emulators.prescriptions import write_corrupt_pdf, write_image_only_pdf, write_prescription_pdf
-from tasks.extraction import SYSTEM, estimate_tokens, interpret, request_params
-from tasks.http import RowError
-from tasks.llm import DEFAULT_PRICES, LlmSpec
-from tasks.secrets import Secret
+from tasks.apis.extraction import SYSTEM, estimate_tokens, interpret, request_params
+from tasks.engine.outcomes import RowError
+from tasks.apis.llm import DEFAULT_PRICES, LlmSpec
+from tasks.engine.secrets import Secret
 
 KEY = "sk-ant-extract-Pq61"
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import latest_run_artifacts, run_cli
 from flows.file_metadata import file_metadata
 from tasks import sample_files as samples
-from tasks.tables import InputError
+from tasks.engine.tables import InputError
 
 REAL = {"python.png": "png", "pluck-pcm16.wav": "wav", "recarray_from_file.fits": "fits", "favicon.ico": "ico"}
 

@@ -2,8 +2,8 @@
 import httpx
 import pytest
 
-from tasks.http import retry_after_seconds
-from tasks.llm import Price, PromptTemplate, load_prices, price_for
+from tasks.apis.http import retry_after_seconds
+from tasks.apis.llm import Price, PromptTemplate, load_prices, price_for
 
 
 def test_prices_match_dated_snapshots_and_files_override(tmp_path):

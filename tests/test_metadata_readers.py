@@ -1,4 +1,4 @@
-"""tasks/metadata.py and tasks/headers.py on real and generated files, and tasks/sandbox.py stopping
+"""tasks/files/metadata.py and tasks/files/headers.py on real and generated files, and tasks/files/sandbox.py stopping
 parsers that hang, eat memory or crash. No Prefect here: these call the extractor directly."""
 import asyncio
 import json
@@ -8,8 +8,8 @@ import psutil
 import pytest
 
 from tasks import headers, sample_files as samples
-from tasks.metadata import extract
-from tasks.sandbox import Sandbox, stop_idle_children
+from tasks.files.metadata import extract
+from tasks.files.sandbox import Sandbox, stop_idle_children
 
 
 def real(name: str) -> Path:
@@ -135,7 +135,7 @@ def call_all(spec: Sandbox, *calls: tuple, size: int = 1) -> list:
 
 
 def parser_processes() -> set[int]:
-    return {p.pid for p in psutil.Process().children() if "tasks.sandbox_child" in p.cmdline()}
+    return {p.pid for p in psutil.Process().children() if "tasks.files.sandbox_child" in p.cmdline()}
 
 
 def test_a_parser_that_loops_is_killed_and_replaced(tmp_path):
@@ -143,7 +143,7 @@ def test_a_parser_that_loops_is_killed_and_replaced(tmp_path):
     png = samples.write_png(tmp_path / "ok.png")
 
     async def run():
-        async with Sandbox("tasks.metadata:extract", timeout=1.0).client(1, "") as client:
+        async with Sandbox("tasks.files.metadata:extract", timeout=1.0).client(1, "") as client:
             first = await client.call(str(png))
             child = parser_processes()
             hung = await client.call(str(looping))
@@ -160,7 +160,7 @@ def test_a_parser_that_loops_is_killed_and_replaced(tmp_path):
 
 def test_a_runaway_parse_hits_the_memory_cap(tmp_path):
     looping = samples.write_looping_jpeg(tmp_path / "loop.jpg")  # hachoir allocates ~40 MB/s on it
-    answers = call_all(Sandbox("tasks.metadata:extract", timeout=60, memory_mb=160),
+    answers = call_all(Sandbox("tasks.files.metadata:extract", timeout=60, memory_mb=160),
                        (str(looping),), (str(samples.write_wav(tmp_path / "a.wav")),))
     assert (answers[0].problem, answers[0].error) == ("memory", "memory cap of 160 MB reached")
     assert answers[1].value["status"] == "ok"  # a fresh process took the next file
@@ -177,7 +177,7 @@ def test_crashes_and_exceptions_in_the_child_are_answers():
 
 
 def test_a_child_that_cannot_start_stops_the_run():
-    from tasks.http import FatalError
+    from tasks.engine.outcomes import FatalError
 
     with pytest.raises(FatalError, match="did not start: ModuleNotFoundError"):
         call_all(Sandbox("no_such_module:f"), ("x",))
@@ -185,7 +185,7 @@ def test_a_child_that_cannot_start_stops_the_run():
 
 def test_children_are_reused_by_the_next_chunk_unless_they_died(tmp_path):
     png = str(samples.write_png(tmp_path / "ok.png"))
-    spec = Sandbox("tasks.metadata:extract")
+    spec = Sandbox("tasks.files.metadata:extract")
     first = call_all(spec, (png,))
     pooled = parser_processes()
     second = call_all(spec, (png,))
@@ -203,7 +203,7 @@ def test_calls_queued_behind_a_hang_go_to_a_fresh_child(tmp_path):
     files = [str(samples.write_wav(tmp_path / f"{n}.wav")) for n in range(3)]
 
     async def run():  # four calls at once on one child: the hang first, three queued behind it
-        async with Sandbox("tasks.metadata:extract", timeout=1.0).client(4, "") as client:
+        async with Sandbox("tasks.files.metadata:extract", timeout=1.0).client(4, "") as client:
             return await asyncio.gather(*(client.call(path) for path in [looping, *files]))
 
     hung, *after = asyncio.run(run())

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import kill_when, latest_run_artifacts, read_table, run_cli, server_texts
 from flows.personalised_emails import personalised_emails
-from tasks.samples import leads_frame
+from tasks.samples.tables import leads_frame
 
 KEYS = {"anthropic": "sk-ant-test-Vq39Xp", "chat": "gsk-test-Lm47Rd", "serper": "serper-test-Hx81Kc"}
 ENV = {"ANTHROPIC_API_KEY": KEYS["anthropic"], "OPENAI_API_KEY": KEYS["chat"], "SERPER_API_KEY": KEYS["serper"]}

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from conftest import API_KEY
-from tasks.http import ApiClient, RowError
-from tasks.ratelimit import RateLimiter, limiter_path
+from tasks.apis.http import ApiClient
+from tasks.engine.outcomes import RowError
+from tasks.engine.ratelimit import RateLimiter, limiter_path
 
 
 def _send(url: str, state_dir: str, rate: float, start: int, count: int) -> None:

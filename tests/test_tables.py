@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from openpyxl import Workbook
 
-from tasks.tables import InputError, OutputWriter, count_rows, read_chunks
+from tasks.engine.tables import InputError, OutputWriter, count_rows, read_chunks
 
 
 def rows_of(path, size=2, **kwargs):

@@ -61,7 +61,7 @@ def write_fits(path: Path, width: int = 10, height: int = 8, obj: str = "M31", d
     cards = [_fits_card("SIMPLE", True), _fits_card("BITPIX", 16), _fits_card("NAXIS", 2),
              _fits_card("NAXIS1", width), _fits_card("NAXIS2", height), _fits_card("OBJECT", obj),
              _fits_card("DATE-OBS", date_obs), _fits_card("TELESCOP", "Test 1m"), _fits_card("OBSERVER", "A. Astronomer"),
-             _fits_card("HISTORY", text="written by tasks.sample_files"), _fits_card("END")]
+             _fits_card("HISTORY", text="written by tasks.samples.files"), _fits_card("END")]
     header = b"".join(cards)
     data = bytes(width * height * 2)
     pad = lambda block, fill: block + fill * (-len(block) % 2880)  # noqa: E731

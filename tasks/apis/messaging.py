@@ -15,8 +15,9 @@ import time
 from contextlib import closing
 from typing import Any
 
-from tasks.http import ApiClient, RetryPolicy, RowError
-from tasks.lookups import SqliteStore
+from tasks.apis.http import ApiClient, RetryPolicy
+from tasks.engine.outcomes import RowError
+from tasks.engine.lookups import SqliteStore
 
 PATH = "/v1/messages"
 RESULT_COLUMNS = ("message_status", "provider_id")

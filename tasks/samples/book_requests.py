@@ -1,6 +1,6 @@
 """Labelled book-request samples for the dedupe tests and benchmark.
 
-Every row carries an `entity` label: one person at one place (tasks.dedupe ignores the column). A new
+Every row carries an `entity` label: one person at one place (tasks.apis.dedupe ignores the column). A new
 row is a true duplicate when its entity is in the history or earlier in the batch.
 
 Rows are typed by people: names with typos, swapped order ("Smith, John"), case, dropped accents or

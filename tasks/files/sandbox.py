@@ -1,7 +1,7 @@
 """Killable child processes for work that may hang or eat memory (hachoir on a hostile file).
 
 `Sandbox(target, timeout, memory_mb)` is an engine "api" (`name`, `base_url`, `client()`): each
-chunk's client runs `target` ("module:function") in child processes (tasks/sandbox_child.py), one per
+chunk's client runs `target` ("module:function") in child processes (tasks/files/sandbox_child.py), one per
 DEPTH calls in flight. A child caps its own address space (RLIMIT_AS), dies with its parent and
 answers one JSON line per call, in order; the parent waits `timeout` seconds for each answer from
 when the child began that call, then kills the child (SIGKILL) and sends the calls queued behind to a
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.chunk import peak_rss_mb
-from tasks.http import CallStats, FatalError
+from tasks.engine.chunk import peak_rss_mb
+from tasks.engine.outcomes import CallStats, FatalError
 
-PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 START_TIMEOUT = 60.0
 IDLE_SECONDS = 120.0
 DEPTH = 4  # calls queued to one child
@@ -112,7 +112,7 @@ def _take_idle(key: tuple[str, int]) -> subprocess.Popen | None:
 def _start_child(spec: Sandbox) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (PROJECT_ROOT, os.environ.get("PYTHONPATH")))),
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tasks.sandbox_child", spec.target, str(spec.memory_mb),
+    return subprocess.Popen([sys.executable, "-m", "tasks.files.sandbox_child", spec.target, str(spec.memory_mb),
                              str(os.getpid()), str(2 * IDLE_SECONDS)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)  # Ctrl+C stops the parent, which stops the children

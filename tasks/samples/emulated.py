@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from prefect import get_run_logger
 
-from tasks.engine import default_work_dir
+from tasks.engine.run import default_work_dir
 
 KEY_ENV = "BATCHFLOWS_EMULATOR_KEY"  # the emulators accept any key: this one is not a secret
 REPLACED = ("base_url", "_endpoint", "_credentials", "_key_env", "_key_block")
@@ -70,7 +70,7 @@ def _card_config(params: dict):
 
 def _cards(url: str, params: dict, scratch: str) -> dict:
     """Sample users; the config file (its processing part) with the API part pointing at the emulator."""
-    from tasks.samples import write_users
+    from tasks.samples.tables import write_users
 
     if _missing(params["input_path"]):
         write_users(params["input_path"], 1000)
@@ -83,7 +83,7 @@ def _cards(url: str, params: dict, scratch: str) -> dict:
 
 
 def _emails(url: str, params: dict, scratch: str) -> dict:
-    from tasks.samples import write_leads
+    from tasks.samples.tables import write_leads
 
     if _missing(params["input_path"]):
         write_leads(params["input_path"], 60, 20)
@@ -92,7 +92,7 @@ def _emails(url: str, params: dict, scratch: str) -> dict:
 
 
 def _books(url: str, params: dict, scratch: str) -> dict:
-    from tasks.request_samples import history_frame, new_requests_frame
+    from tasks.samples.book_requests import history_frame, new_requests_frame
 
     if _missing(params["input_path"], params["history_path"]):
         history, people = history_frame(2000, seed=3)

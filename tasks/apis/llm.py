@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from tasks.chunk import ApiSpec
-from tasks.http import ApiClient, ErrorAnswer, RetryPolicy, RowError
-from tasks.secrets import Secret
-from tasks.tables import as_text
+from tasks.apis.http import ApiSpec
+from tasks.apis.http import ApiClient, ErrorAnswer, RetryPolicy
+from tasks.engine.outcomes import RowError
+from tasks.engine.secrets import Secret
+from tasks.engine.tables import as_text
 
 PROVIDERS = {  # default endpoint, API-key env var, default model
     "anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY", "claude-haiku-5-5"),

@@ -12,7 +12,7 @@ import pandas as pd
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
-from tasks.tables import as_text
+from tasks.engine.tables import as_text
 
 TYPES = {value: name.lower() for name, value in vars(PhoneNumberType).items() if name.isupper()}
 PARSE_ERRORS = {

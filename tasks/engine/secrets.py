@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from tasks.http import FatalError
+from tasks.engine.outcomes import FatalError
 
 
 class Secret:

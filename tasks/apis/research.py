@@ -1,7 +1,7 @@
 """Web research per company through the Serper search API, keyed by normalised domain.
 
 One search per distinct company, whatever the number of leads at it: the flow collects the keys its
-leads need and `tasks.lookups.cached_lookup` searches only those the persistent cache lacks.
+leads need and `tasks.engine.lookups.cached_lookup` searches only those the persistent cache lacks.
 """
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import json
 import re
 from typing import Any
 
-from tasks.http import ApiClient, RowError
-from tasks.tables import as_text
+from tasks.apis.http import ApiClient
+from tasks.engine.outcomes import RowError
+from tasks.engine.tables import as_text
 
 FREE_MAIL = {"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com",
              "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "web.de", "mail.ru"}

@@ -3,7 +3,7 @@ failures in a follow-up pass, and write the output in input order with a run sum
 
 Every flow calls `run_job(job, input, output, ...)`. The input is streamed into content-addressed
 chunk files under the work directory (memory does not grow with the file); each chunk task reads
-its own file, so the flow holds only small summaries. See tasks/chunk.py for what runs per chunk.
+its own file, so the flow holds only small summaries. See tasks/engine/chunk.py for what runs per chunk.
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ import pandas as pd
 from prefect import get_run_logger, unmapped
 from prefect.futures import as_completed
 
-from tasks.chunk import ChunkRef, Job, process_chunk, read_journal
-from tasks.http import CallStats, FatalError
-from tasks.progress import Progress, duration, projected_cost, publish_summary, summary_markdown
-from tasks.runners import is_dask, make_task_runner, parallel_chunks
-from tasks.tables import OutputWriter, count_rows, read_chunks
+from tasks.engine.chunk import ChunkRef, Job, process_chunk, read_journal
+from tasks.engine.outcomes import CallStats, FatalError
+from tasks.engine.progress import Progress, duration, projected_cost, publish_summary, summary_markdown
+from tasks.engine.runners import is_dask, make_task_runner, parallel_chunks
+from tasks.engine.tables import OutputWriter, count_rows, read_chunks
 
 MAX_CHUNKS = {"thread": 300, "dask": 100}  # a Prefect task costs ~50 ms here (server, cache, result), Dask ~200 ms
 

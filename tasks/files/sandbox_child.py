@@ -1,6 +1,6 @@
-"""The child side of tasks/sandbox.py: `python -m tasks.sandbox_child MODULE:FUNCTION MEMORY_MB PARENT_PID
+"""The child side of tasks/files/sandbox.py: `python -m tasks.files.sandbox_child MODULE:FUNCTION MEMORY_MB PARENT_PID
 IDLE_SECONDS` imports the target, caps its address space, then answers one JSON line per line of JSON
-arguments, until its input ends or no line came for IDLE_SECONDS. Kept apart from tasks/sandbox.py so
+arguments, until its input ends or no line came for IDLE_SECONDS. Kept apart from tasks/files/sandbox.py so
 that a child imports only what it runs.
 """
 from __future__ import annotations

@@ -25,62 +25,10 @@ import uvloop
 from prefect import task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 
-from tasks.http import ApiClient, CallStats, FatalError, RetryPolicy, RowError
-from tasks.ratelimit import RateLimiter, limiter_path
-from tasks.secrets import Secret
-from tasks.tables import as_text
+from tasks.engine.outcomes import CallStats, FatalError, Partial, RowError
+from tasks.engine.tables import as_text
 
-Handler = Callable[[dict[str, Any], dict[str, ApiClient]], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class ApiSpec:
-    """How to reach one API: base URL, headers (secret ones hidden), timeout, shared rate limit."""
-
-    name: str
-    base_url: str
-    timeout: float = 30.0
-    rate_per_second: float | None = None
-    tokens_per_second: float | None = None  # LLM APIs: each call is charged its estimated tokens
-    max_call_tokens: int = 1000  # the most one call may cost: the token limiter keeps that much spare
-    rate_window: float = 1.0  # the window the provider counts in: 60 for per-minute limits
-    limit_id: str = ""  # what shares one budget (default: the base URL)
-    headers: dict[str, str] = field(default_factory=dict)
-    secret_headers: dict[str, Secret] = field(default_factory=dict)
-    secret_params: dict[str, Secret] = field(default_factory=dict)  # keys sent in the query (Google's `key`)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    status_of: Callable[[Any], int] | None = None  # the effective status of an answer (module-level function)
-
-    def limiter(self, state_dir: str, per_second: float | None, kind: str = "", burst: float = 1) -> RateLimiter | None:
-        if not per_second:
-            return None
-        path = limiter_path(state_dir, (self.limit_id or self.base_url) + kind)
-        return RateLimiter(path, per_second, window=self.rate_window, burst=burst)
-
-    def client(self, concurrency: int, state_dir: str) -> ApiClient:
-        headers = {**self.headers, **{k: v.reveal() for k, v in self.secret_headers.items()}}
-        params = {k: v.reveal() for k, v in self.secret_params.items()}
-        return ApiClient(self.base_url, headers=headers, params=params, timeout=self.timeout, concurrency=concurrency,
-                         limiter=self.limiter(state_dir, self.rate_per_second),
-                         token_limiter=self.limiter(state_dir, self.tokens_per_second, "#tokens", self.max_call_tokens),
-                         retry=self.retry, status_of=self.status_of)
-
-
-@dataclass
-class Partial:
-    """A handler's answer that is usable but incomplete: `reason` as the error, status `partial`
-    or a workload's own word for it (file metadata: `unsupported`, `timeout`)."""
-
-    result: dict[str, Any]
-    reason: str
-    status: str = "partial"
-
-
-@dataclass
-class Failed(Partial):
-    """A failed row whose result is still worth keeping (the usage and cost of a paid call)."""
-
-    status: str = "failed"
+Handler = Callable[[dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -328,6 +276,6 @@ async def _process_rows(rows: list[dict], job: Job, journal_path: Path, duplicat
         for client in clients.values():
             await client.__aexit__(None, None, None)
             total.add(client.stats)
-            children = max(children, getattr(client, "peak_rss_mb", 0.0))  # e.g. tasks.sandbox's parsers
+            children = max(children, getattr(client, "peak_rss_mb", 0.0))  # e.g. tasks.files.sandbox's parsers
             client.close()
     return total, children

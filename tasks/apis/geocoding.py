@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tasks.http import ApiClient, RowError
-from tasks.tables import as_text
+from tasks.apis.http import ApiClient
+from tasks.engine.outcomes import RowError
+from tasks.engine.tables import as_text
 
 PATH = "/maps/api/geocode/json"
 MAX_ADDRESS_CHARS = 500  # a longer "address" is not one; Google rejects long URLs anyway

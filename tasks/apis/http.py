@@ -13,31 +13,18 @@ import email.utils
 import random
 import re
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from tasks.ratelimit import RateLimiter
+from tasks.engine.outcomes import CallStats, FatalError, RowError
+from tasks.engine.ratelimit import RateLimiter, limiter_path
+from tasks.engine.secrets import Secret
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504, 529}
 FATAL_STATUSES = {401, 403}
-
-
-class RowError(Exception):
-    """This row failed; `retryable` rows are tried again in the follow-up pass and on rerun.
-
-    `bad_input` marks a problem with the row's own data: the message gets the file and row prefixed.
-    """
-
-    def __init__(self, message: str, retryable: bool = False, bad_input: bool = False):
-        super().__init__(message)
-        self.retryable, self.bad_input = retryable, bad_input
-
-
-class FatalError(Exception):
-    """No row can succeed (e.g. the API rejects the key): stop the run with this message."""
 
 
 @dataclass
@@ -50,21 +37,6 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter."""
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
-
-
-@dataclass
-class CallStats:
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0  # 429 answers
-    server_errors: int = 0  # 5xx answers
-    timeouts: int = 0
-    connection_errors: int = 0
-
-    def add(self, other: "CallStats | dict[str, int]") -> None:
-        values = other if isinstance(other, dict) else other.__dict__
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + values.get(f.name, 0))
 
 
 def _seconds(text: str) -> float | None:
@@ -252,3 +224,36 @@ class ApiClient:
         if wait is not None:
             wait += random.uniform(0, 0.1 * wait + 0.05)  # de-synchronise the herd
         return False, error_text(result, status=status), wait
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """How to reach one API: base URL, headers (secret ones hidden), timeout, shared rate limit."""
+
+    name: str
+    base_url: str
+    timeout: float = 30.0
+    rate_per_second: float | None = None
+    tokens_per_second: float | None = None  # LLM APIs: each call is charged its estimated tokens
+    max_call_tokens: int = 1000  # the most one call may cost: the token limiter keeps that much spare
+    rate_window: float = 1.0  # the window the provider counts in: 60 for per-minute limits
+    limit_id: str = ""  # what shares one budget (default: the base URL)
+    headers: dict[str, str] = field(default_factory=dict)
+    secret_headers: dict[str, Secret] = field(default_factory=dict)
+    secret_params: dict[str, Secret] = field(default_factory=dict)  # keys sent in the query (Google's `key`)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    status_of: Callable[[Any], int] | None = None  # the effective status of an answer (module-level function)
+
+    def limiter(self, state_dir: str, per_second: float | None, kind: str = "", burst: float = 1) -> RateLimiter | None:
+        if not per_second:
+            return None
+        path = limiter_path(state_dir, (self.limit_id or self.base_url) + kind)
+        return RateLimiter(path, per_second, window=self.rate_window, burst=burst)
+
+    def client(self, concurrency: int, state_dir: str) -> ApiClient:
+        headers = {**self.headers, **{k: v.reveal() for k, v in self.secret_headers.items()}}
+        params = {k: v.reveal() for k, v in self.secret_params.items()}
+        return ApiClient(self.base_url, headers=headers, params=params, timeout=self.timeout, concurrency=concurrency,
+                         limiter=self.limiter(state_dir, self.rate_per_second),
+                         token_limiter=self.limiter(state_dir, self.tokens_per_second, "#tokens", self.max_call_tokens),
+                         retry=self.retry, status_of=self.status_of)

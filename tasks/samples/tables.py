@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.tables import OutputWriter
+from tasks.engine.tables import OutputWriter
 
 CATEGORIES = ["groceries", "fuel", "travel", "dining", "online", "utilities", "other"]
 CITIES = ["Austin", "Boston", "Chicago", "Denver", "Miami", "Seattle", "Portland", "Phoenix"]

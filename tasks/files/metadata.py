@@ -1,8 +1,8 @@
 """One file's metadata: format, MIME type, the parser used, a flat set of common fields and the full
 metadata as JSON. hachoir (`createParser` + `extractMetadata`) reads every format it has a metadata
-extractor for; tasks/headers.py reads FITS, HDF5/NetCDF, DICOM, PDF and Office files, which it lacks.
+extractor for; tasks/files/headers.py reads FITS, HDF5/NetCDF, DICOM, PDF and Office files, which it lacks.
 
-`extract(path)` is what the parser processes of tasks/sandbox.py run: on a hostile file it may loop
+`extract(path)` is what the parser processes of tasks/files/sandbox.py run: on a hostile file it may loop
 or eat memory, and the sandbox stops it. A MemoryError that hachoir swallows (its extractor catches
 every exception) is raised again here, so a memory cap is reported as such.
 """
@@ -20,7 +20,7 @@ from hachoir.core.log import log as hachoir_log
 from hachoir.metadata import extractMetadata
 from hachoir.parser import createParser
 
-from tasks.headers import HEAD_BYTES, Found, HeaderError, reader_for
+from tasks.files.headers import HEAD_BYTES, Found, HeaderError, reader_for
 
 VERSION = "1"  # change when the same file should give a different answer
 FIELDS = ("format", "mime", "parser", "width", "height", "duration_s", "bit_rate", "codec", "sample_rate",

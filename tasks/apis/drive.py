@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.chunk import ApiSpec
-from tasks.http import ApiClient, ErrorAnswer
+from tasks.apis.http import ApiSpec
+from tasks.apis.http import ApiClient, ErrorAnswer
 
 FOLDER = "application/vnd.google-apps.folder"
 PDF = "application/pdf"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.llm import LlmClient, LlmSpec
-from tasks.lookups import SqliteStore
+from tasks.apis.llm import LlmClient, LlmSpec
+from tasks.engine.lookups import SqliteStore
 
 BATCH_DISCOUNT = 0.5  # batch requests cost half the list price
 RESUBMIT = {"expired", "canceled", "api_error", "overloaded_error"}  # worth one more try; others are final

@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.chunk import Job
-from tasks.engine import run_job_on_frame
+from tasks.engine.chunk import Job
+from tasks.engine.run import run_job_on_frame
 
 
 class SqliteStore:

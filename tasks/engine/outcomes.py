@@ -1,0 +1,54 @@
+"""What a row's work can end in: a result, a `Partial` or `Failed` result, a `RowError` (the row
+fails, the batch goes on) or a `FatalError` (no row can succeed: the run stops); and the HTTP
+figures a chunk reports (`CallStats`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class RowError(Exception):
+    """This row failed; `retryable` rows are tried again in the follow-up pass and on rerun.
+
+    `bad_input` marks a problem with the row's own data: the message gets the file and row prefixed.
+    """
+
+    def __init__(self, message: str, retryable: bool = False, bad_input: bool = False):
+        super().__init__(message)
+        self.retryable, self.bad_input = retryable, bad_input
+
+
+class FatalError(Exception):
+    """No row can succeed (e.g. the API rejects the key): stop the run with this message."""
+
+
+@dataclass
+class CallStats:
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0  # 429 answers
+    server_errors: int = 0  # 5xx answers
+    timeouts: int = 0
+    connection_errors: int = 0
+
+    def add(self, other: "CallStats | dict[str, int]") -> None:
+        values = other if isinstance(other, dict) else other.__dict__
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + values.get(f.name, 0))
+
+
+@dataclass
+class Partial:
+    """A handler's answer that is usable but incomplete: `reason` as the error, status `partial`
+    or a workload's own word for it (file metadata: `unsupported`, `timeout`)."""
+
+    result: dict[str, Any]
+    reason: str
+    status: str = "partial"
+
+
+@dataclass
+class Failed(Partial):
+    """A failed row whose result is still worth keeping (the usage and cost of a paid call)."""
+
+    status: str = "failed"

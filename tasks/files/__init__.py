@@ -1,0 +1,1 @@
+"""File walking and parsing: the tree walk, metadata extraction, header readers, the parser sandbox."""
