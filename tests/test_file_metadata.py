@@ -10,7 +10,7 @@ import pytest
 
 from conftest import latest_run_artifacts, run_cli
 from flows.file_metadata import file_metadata
-from tasks import sample_files as samples
+from tasks.samples import files as samples
 from tasks.engine.tables import InputError
 
 REAL = {"python.png": "png", "pluck-pcm16.wav": "wav", "recarray_from_file.fits": "fits", "favicon.ico": "ico"}

@@ -7,7 +7,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks import headers, sample_files as samples
+from tasks.files import headers
+from tasks.samples import files as samples
 from tasks.files.metadata import extract
 from tasks.files.sandbox import Sandbox, stop_idle_children
 
