@@ -15,20 +15,21 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from tasks.apis.http import ApiSpec
-from tasks.engine.chunk import Job
 from tasks.apis.dedupe import check_history_columns, find_duplicates
-from tasks.samples.emulated import run_emulated
-from tasks.engine.run import default_work_dir, run_job_on_frame
-from tasks.apis.geocoding import RESULT_COLUMNS as GEO_COLUMNS, address_key, geocode, status_of
-from tasks.apis.http import RetryPolicy
+from tasks.apis.geocoding import RESULT_COLUMNS as GEO_COLUMNS
+from tasks.apis.geocoding import address_key, geocode, status_of
+from tasks.apis.http import ApiSpec, RetryPolicy
 from tasks.apis.llm import PromptTemplate
-from tasks.engine.lookups import LookupCache, cached_lookup
-from tasks.apis.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS, idempotency_key, is_email, send_message
+from tasks.apis.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS
+from tasks.apis.messaging import idempotency_key, is_email, send_message
 from tasks.apis.phones import check_phones, fast_e164
+from tasks.engine.job import Job
+from tasks.engine.lookups import LookupCache, cached_lookup
 from tasks.engine.progress import publish_summary, summary_markdown
+from tasks.engine.run import default_work_dir, run_job_on_frame
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import OutputWriter, read_chunks
+from tasks.samples.emulated import run_emulated
 
 REQUIRED = ("name", "phone", "address")
 TEMPLATE = ("Hi {name}, we received your request for \"{book}\". We will send it to {formatted_address}. "

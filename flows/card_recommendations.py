@@ -13,14 +13,13 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.apis.http import ApiSpec
-from tasks.engine.chunk import Job
-from tasks.samples.emulated import run_emulated
-from tasks.engine.run import default_work_dir, run_job
-from tasks.apis.http import ApiClient, RetryPolicy
+from tasks.apis.http import ApiClient, ApiSpec, RetryPolicy
+from tasks.engine.job import Job, RunOptions
 from tasks.engine.outcomes import RowError
+from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import as_text
+from tasks.samples.emulated import run_emulated
 
 RESULT_COLUMNS = ("recommended_card", "issuer", "annual_savings", "recommendations_json")
 NUMBER_COLUMNS = {"monthly_spend": float, "credit_score": int}
@@ -117,6 +116,6 @@ def card_recommendations(input_path: str, output_path: str, config_path: str | N
                   secret_headers={"X-API-Key": key}, retry=RetryPolicy(max_attempts=config.max_attempts))
     job = Job("card-recommendations", recommend_cards, RESULT_COLUMNS, (api,),
               work_dir=config.work_dir or default_work_dir(), key_column="user_id")
-    return run_job(job, input_path, output_path, chunk_size=chunk_size or config.chunk_size, runner=runner,
-                   workers=workers or config.workers, limit=limit,
-                   total_concurrency=concurrency or config.concurrency)
+    return run_job(job, input_path, output_path, RunOptions(
+        chunk_size=chunk_size or config.chunk_size, runner=runner, workers=workers or config.workers, limit=limit,
+        total_concurrency=concurrency or config.concurrency))

@@ -19,13 +19,13 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.engine.chunk import Job
+from tasks.engine.job import Job
 from tasks.engine.outcomes import Partial
 from tasks.engine.run import default_work_dir, run_job
+from tasks.engine.tables import InputError
 from tasks.files.filetree import KnownFiles, entry_problem, stage_tree
 from tasks.files.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
 from tasks.files.sandbox import DEPTH, Answer, Sandbox, stop_idle_children
-from tasks.engine.tables import InputError
 
 RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
 COLUMN_TYPES = {**dict.fromkeys(INTEGERS, "Int64"), **dict.fromkeys((*NUMBERS, "elapsed_ms"), "float64")}

@@ -16,17 +16,23 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from tasks.apis.http import ApiSpec
-from tasks.engine.chunk import Job
-from tasks.engine.outcomes import Partial
-from tasks.samples.emulated import run_emulated
-from tasks.engine.run import default_work_dir, run_job
-from tasks.engine.outcomes import RowError
-from tasks.apis.llm import PROVIDERS, LlmClient, LlmSpec, PromptTemplate, load_prices, price_for
-from tasks.engine.lookups import LookupCache, cached_lookup
+from tasks.apis.llm import (
+    PROVIDERS,
+    LlmClient,
+    LlmSpec,
+    PromptTemplate,
+    load_prices,
+    price_for,
+)
 from tasks.apis.messaging import is_email
 from tasks.apis.research import research_key, search_company
+from tasks.engine.job import Job
+from tasks.engine.lookups import LookupCache, cached_lookup
+from tasks.engine.outcomes import Partial, RowError
+from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import InputError, read_chunks
+from tasks.samples.emulated import run_emulated
 
 REQUIRED = ("email", "first_name", "company")
 SYSTEM = {

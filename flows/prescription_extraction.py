@@ -19,17 +19,22 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 
 from tasks.apis.batches import BATCH_DISCOUNT, RESUBMIT, BatchSpec, failure_kind
-from tasks.engine.outcomes import Failed, Partial
-from tasks.engine.chunk import Job
 from tasks.apis.drive import DriveSpec, download_path, safe_name
-from tasks.samples.emulated import run_emulated
-from tasks.engine.run import default_work_dir, run_job
-from tasks.apis.extraction import SYSTEM, TOOL, estimate_tokens, interpret, request_params
-from tasks.engine.outcomes import RowError
+from tasks.apis.extraction import (
+    SYSTEM,
+    TOOL,
+    estimate_tokens,
+    interpret,
+    request_params,
+)
 from tasks.apis.llm import LlmSpec, load_prices, price_for
+from tasks.engine.job import Job
 from tasks.engine.lookups import LookupCache
+from tasks.engine.outcomes import Failed, Partial, RowError
+from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import read_chunks
+from tasks.samples.emulated import run_emulated
 
 LISTED = ("id", "name", "path", "size", "md5Checksum", "modifiedTime")
 RESULTS = ("fields", "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd")

@@ -1,8 +1,8 @@
 """The CLI with bad input, missing or wrong keys, and secrets kept out of every output."""
 import pandas as pd
+from conftest import API_KEY, read_table, run_cli, server_texts, write_config
 from openpyxl import Workbook
 
-from conftest import API_KEY, read_table, run_cli, server_texts, write_config
 from flows.cli import main
 from tasks.samples.tables import users_frame
 
@@ -104,7 +104,9 @@ def test_wrong_key_stops_the_run_early(workspace, emulator, monkeypatch, capsys)
     assert cli(workspace, emulator, users, concurrency=20, chunk_size=100) == 1
     assert "HTTP 401: Invalid or missing API key" in capsys.readouterr().err
     assert emulator.stats("cards")["total"] < 200
-    assert not (workspace / "out.csv").exists()
+    out = pd.read_csv(workspace / "out.csv", dtype=str, keep_default_na=False)  # nothing lost: every row, a reason
+    assert len(out) == 2000 and (out.status == "failed").all()
+    assert out.error.str.contains("HTTP 401: Invalid or missing API key").all()
 
 
 def test_the_key_never_appears_in_logs_artifacts_outputs_or_work_files(workspace, emulator):

@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from distributed import Client
-
 from test_card_flow import run_flow
 
 

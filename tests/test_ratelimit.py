@@ -5,8 +5,8 @@ import threading
 import time
 
 import pytest
-
 from conftest import API_KEY
+
 from tasks.apis.http import ApiClient
 from tasks.engine.outcomes import RowError
 from tasks.engine.ratelimit import RateLimiter, limiter_path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.apis.llm import LlmClient, LlmSpec
+from tasks.engine.job import Limits
 from tasks.engine.lookups import SqliteStore
 
 BATCH_DISCOUNT = 0.5  # batch requests cost half the list price
@@ -50,12 +52,12 @@ class BatchSpec:
     name: str = "batches"
 
     @property
-    def base_url(self) -> str:
-        return self.llm.base_url
+    def fingerprint(self) -> str:
+        return self.llm.fingerprint
 
-    def client(self, concurrency: int, state_dir: str) -> "BatchClient":
-        store = BatchStore.shared(str(Path(state_dir) / "cache" / "message-batches.sqlite"))
-        return BatchClient(self, self.llm.client(concurrency, state_dir), store)
+    def client(self, concurrency: int, limits: Limits) -> "BatchClient":
+        store = BatchStore.shared(str(Path(tempfile.gettempdir()) / "batchflows" / "message-batches.sqlite"))
+        return BatchClient(self, self.llm.client(concurrency, limits), store)
 
 
 class BatchClient:

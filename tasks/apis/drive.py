@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.apis.http import ApiSpec
-from tasks.apis.http import ApiClient, ErrorAnswer
+from tasks.apis.http import ApiClient, ApiSpec, ErrorAnswer
+from tasks.engine.job import Limits
 
 FOLDER = "application/vnd.google-apps.folder"
 PDF = "application/pdf"
@@ -100,13 +100,13 @@ class DriveSpec:
     name: str = "drive"
 
     @property
-    def base_url(self) -> str:
+    def fingerprint(self) -> str:
         return self.endpoint
 
-    def client(self, concurrency: int, state_dir: str) -> "Drive":
+    def client(self, concurrency: int, limits: Limits) -> "Drive":
         per_second = self.requests_per_minute / 60 if self.requests_per_minute else None
         api = ApiSpec(self.name, self.endpoint, timeout=self.timeout, rate_per_second=per_second, rate_window=60,
-                      status_of=status_of).client(concurrency, state_dir)
+                      status_of=status_of).client(concurrency, limits)
         return Drive(api, self.endpoint, load_credentials(self.credentials))
 
 

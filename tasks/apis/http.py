@@ -19,8 +19,8 @@ from typing import Any, Awaitable, Callable
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from tasks.engine.job import Limiter, Limits
 from tasks.engine.outcomes import CallStats, FatalError, RowError
-from tasks.engine.ratelimit import RateLimiter, limiter_path
 from tasks.engine.secrets import Secret
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504, 529}
@@ -132,8 +132,8 @@ class ApiClient:
         params: dict[str, str] | None = None,
         timeout: float = 30.0,
         concurrency: int = 50,
-        limiter: RateLimiter | None = None,
-        token_limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
+        token_limiter: Limiter | None = None,
         retry: RetryPolicy | None = None,
         status_of: Callable[[Any], int] | None = None,
     ):
@@ -156,7 +156,7 @@ class ApiClient:
         await self._client.aclose()
 
     @property
-    def limiters(self) -> list[RateLimiter]:
+    def limiters(self) -> list[Limiter]:
         return [limiter for limiter in (self.limiter, self.token_limiter) if limiter is not None]
 
     def close(self) -> None:
@@ -244,16 +244,19 @@ class ApiSpec:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     status_of: Callable[[Any], int] | None = None  # the effective status of an answer (module-level function)
 
-    def limiter(self, state_dir: str, per_second: float | None, kind: str = "", burst: float = 1) -> RateLimiter | None:
+    @property
+    def fingerprint(self) -> str:
+        return self.limit_id or self.base_url
+
+    def limiter(self, limits: Limits, per_second: float | None, kind: str = "", burst: float = 1) -> Limiter | None:
         if not per_second:
             return None
-        path = limiter_path(state_dir, (self.limit_id or self.base_url) + kind)
-        return RateLimiter(path, per_second, window=self.rate_window, burst=burst)
+        return limits.limiter((self.limit_id or self.base_url) + kind, per_second, window=self.rate_window, burst=burst)
 
-    def client(self, concurrency: int, state_dir: str) -> ApiClient:
+    def client(self, concurrency: int, limits: Limits) -> ApiClient:
         headers = {**self.headers, **{k: v.reveal() for k, v in self.secret_headers.items()}}
         params = {k: v.reveal() for k, v in self.secret_params.items()}
         return ApiClient(self.base_url, headers=headers, params=params, timeout=self.timeout, concurrency=concurrency,
-                         limiter=self.limiter(state_dir, self.rate_per_second),
-                         token_limiter=self.limiter(state_dir, self.tokens_per_second, "#tokens", self.max_call_tokens),
+                         limiter=self.limiter(limits, self.rate_per_second),
+                         token_limiter=self.limiter(limits, self.tokens_per_second, "#tokens", self.max_call_tokens),
                          retry=self.retry, status_of=self.status_of)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from tasks.apis.http import ApiSpec
-from tasks.apis.http import ApiClient, ErrorAnswer, RetryPolicy
+from tasks.apis.http import ApiClient, ApiSpec, ErrorAnswer, RetryPolicy
+from tasks.engine.job import Limits
 from tasks.engine.outcomes import RowError
 from tasks.engine.secrets import Secret
 from tasks.engine.tables import as_text
@@ -175,6 +175,10 @@ class LlmSpec:
         object.__setattr__(self, "base_url", (self.base_url or PROVIDERS[self.provider][0]).rstrip("/"))
 
     @property
+    def fingerprint(self) -> str:
+        return f"{self.base_url}#{self.model}"
+
+    @property
     def api(self) -> ApiSpec:
         per_second = lambda per_minute: per_minute / 60 if per_minute else None  # noqa: E731
         secret = {"Authorization": self.api_key.bearer()} if self.provider == "openai" else {}
@@ -184,8 +188,8 @@ class LlmSpec:
                        max_call_tokens=self.items_per_request * (self.max_tokens + PROMPT_TOKENS_HINT),
                        limit_id=f"{self.base_url}#{self.model}", secret_headers=secret, retry=self.retry)
 
-    def client(self, concurrency: int, state_dir: str) -> "LlmClient":
-        return LlmClient(self, self.api.client(concurrency, state_dir))
+    def client(self, concurrency: int, limits: Limits) -> "LlmClient":
+        return LlmClient(self, self.api.client(concurrency, limits))
 
 
 class LlmClient:

@@ -16,8 +16,8 @@ from contextlib import closing
 from typing import Any
 
 from tasks.apis.http import ApiClient, RetryPolicy
-from tasks.engine.outcomes import RowError
 from tasks.engine.lookups import SqliteStore
+from tasks.engine.outcomes import RowError
 
 PATH = "/v1/messages"
 RESULT_COLUMNS = ("message_status", "provider_id")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.engine.chunk import Job
+from tasks.engine.job import Job, RunOptions
 from tasks.engine.run import run_job_on_frame
 
 
@@ -77,7 +77,7 @@ class LookupCache(SqliteStore):
             db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", [(k, e, now) for k, e in failures.items()])
 
 
-def cached_lookup(job: Job, items: pd.DataFrame, cache: LookupCache, **run_options: Any) -> dict[str, Any]:
+def cached_lookup(job: Job, items: pd.DataFrame, cache: LookupCache, options: RunOptions) -> dict[str, Any]:
     """Look up every row of `items` (a `key` column + what the job's handler needs) that the cache
     lacks, with `job` on the chunk engine; store the answers. Returns the run's figures."""
     keys = items["key"].tolist()
@@ -86,7 +86,7 @@ def cached_lookup(job: Job, items: pd.DataFrame, cache: LookupCache, **run_optio
                                "lookups_failed": 0, "requests": 0, "http_429": 0, "seconds": 0.0}
     if missing.empty:
         return figures
-    run, out = run_job_on_frame(job, missing, **run_options)
+    run, out = run_job_on_frame(job, missing, options)
     ok = out["status"] == "ok"
     answers = {record["key"]: {name: record.get(name) for name in job.result_columns}
                for record in out[ok].to_dict("records")}

@@ -22,6 +22,10 @@ class FatalError(Exception):
     """No row can succeed (e.g. the API rejects the key): stop the run with this message."""
 
 
+class Stopped(FatalError):
+    """A chunk was told to stop: another chunk met a FatalError, or its flow run is gone."""
+
+
 @dataclass
 class CallStats:
     requests: int = 0
@@ -52,3 +56,8 @@ class Failed(Partial):
     """A failed row whose result is still worth keeping (the usage and cost of a paid call)."""
 
     status: str = "failed"
+
+
+class MachineryError(Exception):
+    """Our own machinery (a store, a cache, the channel) failed: never a row's fault, so the chunk
+    fails (and is retried, then fails the run loudly) instead of the row failing quietly."""

@@ -107,3 +107,14 @@ class RateLimiter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class FileLimits:
+    """`Limits` on one machine: one slot file per API under `state_dir` (every thread, process
+    and run on the machine shares it)."""
+
+    def __init__(self, state_dir: str | os.PathLike):
+        self.state_dir = state_dir
+
+    def limiter(self, key: str, per_second: float, window: float = 1.0, burst: float = 1.0) -> RateLimiter:
+        return RateLimiter(limiter_path(self.state_dir, key), per_second, window=window, burst=burst)

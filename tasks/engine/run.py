@@ -1,148 +1,48 @@
-"""The chunk engine: stage the input in chunks, map one Prefect task per chunk, retry transient
-failures in a follow-up pass, and write the output in input order with a run summary.
+"""The chunk engine's flow side: stage the input, send chunks to the runner in a sliding window
+(their rows travel with the task), take every finished row as it comes and journal it, retry
+transient failures in a follow-up pass, and write the output in input order with a run summary.
 
-Every flow calls `run_job(job, input, output, ...)`. The input is streamed into content-addressed
-chunk files under the work directory (memory does not grow with the file); each chunk task reads
-its own file, so the flow holds only small summaries. See tasks/engine/chunk.py for what runs per chunk.
+Every flow calls `run_job(job, input, output, RunOptions(...))`. What must stay consistent (the
+journal, the stores behind `job.hooks`) lives here, on the flow side: workers only compute, so a
+Dask cluster needs nothing in common with the flow but the network (tasks/engine/channel.py).
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import json
 import math
 import os
-import re
+import queue
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from prefect import get_run_logger, unmapped
-from prefect.futures import as_completed
+from prefect import get_run_logger
 
-from tasks.engine.chunk import ChunkRef, Job, process_chunk, read_journal
-from tasks.engine.outcomes import CallStats, FatalError
-from tasks.engine.progress import Progress, duration, projected_cost, publish_summary, summary_markdown
+from tasks.engine.channel import ClusterChannel, LocalChannel
+from tasks.engine.chunk import ChunkReport, ChunkWork, process_chunk
+from tasks.engine.job import Job, Record, RowStatus, RunOptions
+from tasks.engine.journal import Journal, assemble_output, needs_work
+from tasks.engine.outcomes import CallStats, FatalError, MachineryError
+from tasks.engine.progress import (
+    Progress,
+    duration,
+    projected_cost,
+    publish_summary,
+    summary_markdown,
+)
 from tasks.engine.runners import is_dask, make_task_runner, parallel_chunks
-from tasks.engine.tables import OutputWriter, count_rows, read_chunks
+from tasks.engine.staging import ChunkRef, frame_digest, input_problem, stage_input
+from tasks.engine.tables import read_chunks
 
-MAX_CHUNKS = {"thread": 300, "dask": 100}  # a Prefect task costs ~50 ms here (server, cache, result), Dask ~200 ms
+COLLECT_SECONDS = 0.25  # how often the flow takes finished rows from the channel
 
 
 def default_work_dir() -> str:
-    """Where staged chunks, journals, caches and limiter state live (they hold personal data)."""
+    """The flow side's staged chunks, journals, stores and limiter state (they hold personal data)."""
     return os.environ.get("BATCHFLOWS_WORK_DIR") or str(Path.home() / ".batchflows")
-
-
-def effective_chunk_size(requested: int, estimated_rows: int, runner: str) -> int:
-    """Grow chunks when a huge input would make too many tasks (memory and overhead per task)."""
-    limit = MAX_CHUNKS["dask" if is_dask(runner) else "thread"]
-    return max(requested, math.ceil(estimated_rows / limit))
-
-
-def frame_digest(frame: pd.DataFrame, extra: object = ()) -> str:
-    """Content digest of a chunk (values, row numbers, column names) plus anything in `extra`."""
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
-    digest.update(repr((list(frame.columns), extra)).encode())
-    return digest.hexdigest()[:24]
-
-
-def find_duplicates(rows: np.ndarray, hashes: np.ndarray) -> dict[int, int]:
-    """Row -> earlier row with the same key hash (64-bit), for every repeat after the first."""
-    if len(rows) < 2:
-        return {}
-    order = np.argsort(hashes, kind="stable")
-    sorted_hashes, sorted_rows = hashes[order], rows[order]
-    starts = np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]]
-    first = sorted_rows[np.maximum.accumulate(np.where(starts, np.arange(len(starts)), 0))]
-    repeat = ~starts
-    return dict(zip(sorted_rows[repeat].tolist(), first[repeat].tolist()))
-
-
-def stage_input(job: Job, input_path: str | Path, chunk_size: int, runner: str = "thread",
-                limit: int | None = None, required: tuple[str, ...] = (), sheet: str | None = None,
-                encoding: str = "utf-8-sig") -> list[ChunkRef]:
-    """Stream the input into chunk files; returns the chunks (in input order) with key duplicates."""
-    estimate = count_rows(input_path)
-    size = effective_chunk_size(chunk_size, min(estimate, limit or estimate), runner)
-    staged_dir = Path(job.work_dir) / "staged"
-    staged_dir.mkdir(parents=True, exist_ok=True)
-    required = tuple(dict.fromkeys((*required, *((job.key_column,) if job.key_column else ()))))
-    chunks, key_rows, key_hashes, seen = [], [], [], 0
-    for frame in read_chunks(input_path, size, required=required, sheet=sheet, encoding=encoding):
-        if limit is not None:
-            frame = frame.iloc[: max(0, limit - seen)]
-        if frame.empty and (chunks or seen):  # an empty frame is kept only as a header-only input's chunk
-            if limit is not None and seen >= limit:
-                break
-            continue
-        seen += len(frame)
-        digest = frame_digest(frame)
-        path = staged_dir / f"{digest}.pkl"
-        if not path.exists():
-            frame.to_pickle(path.with_suffix(".tmp"))
-            path.with_suffix(".tmp").replace(path)
-        if job.key_column:
-            keys = frame[job.key_column].astype(str).str.strip()
-            usable = (keys != "") & frame[job.key_column].notna() & (frame["_input_error"] == "")
-            key_rows.append(frame["_row"].to_numpy()[usable.to_numpy()])
-            key_hashes.append(pd.util.hash_array(keys[usable].to_numpy(dtype=object)))
-        first_row = int(frame["_row"].iloc[0]) if len(frame) else 0
-        chunks.append(ChunkRef(len(chunks), first_row, len(frame), digest, str(path), source=Path(input_path).name))
-    if not key_rows:
-        return chunks
-    duplicates = find_duplicates(np.concatenate(key_rows), np.concatenate(key_hashes))
-    by_chunk: dict[int, list] = {}
-    bounds = np.array([c.first_row for c in chunks])
-    for row, first in sorted(duplicates.items()):
-        by_chunk.setdefault(int(np.searchsorted(bounds, row, side="right") - 1), []).append((row, first))
-    return [c if c.index not in by_chunk else  # the duplicates change the chunk's answer: new digest
-            ChunkRef(c.index, c.first_row, c.rows, frame_digest(pd.read_pickle(c.staged), by_chunk[c.index]),
-                     c.staged, tuple(by_chunk[c.index]), c.source) for c in chunks]
-
-
-def reason_of(error: str) -> str:
-    """Group similar errors: drop row numbers, quoted values and numbers."""
-    text = re.sub(r"^[^:]*row \d+( \(line \d+\))?[:,] ?", "", error)
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
-    return re.sub(r"\d+(\.\d+)?", "N", text)[:120]
-
-
-def assemble_output(job: Job, chunks: list[ChunkRef], output: str | Path,
-                    chunk_errors: dict[int, str]) -> tuple[Counter, Counter, Counter]:
-    """Write input columns + result columns + status + error, in input order, one row per input row.
-    Returns row counts per status, failure reasons, and the sums of the job's `totals` columns."""
-    writer, counts, reasons, sums = OutputWriter(output), Counter(), Counter(), Counter()
-    for chunk in chunks:
-        frame = pd.read_pickle(chunk.staged)
-        records = read_journal(job.journal_path(chunk))
-        missing = f"not processed: {chunk_errors.get(chunk.index, 'the chunk did not finish')}"
-        results = {name: [] for name in job.result_columns}
-        status, errors = [], []
-        for number in frame["_row"]:
-            record = records.get(number) or {"status": "failed", "error": missing}
-            status.append(job.ok_label if record["status"] == "ok" else record["status"])
-            errors.append(record.get("error", ""))
-            values = record.get("result") or {}
-            for name in job.result_columns:
-                results[name].append(values.get(name))
-            for name in job.totals:
-                if isinstance(values.get(name), (int, float)):
-                    sums[name] += values[name]
-            counts[record["status"]] += 1
-            if record["status"] != "ok":
-                reasons[reason_of(record["error"])] += 1
-        replaced = {*job.result_columns, "status", "error"}  # e.g. an earlier run's output given as input
-        out = frame[[c for c in frame.columns if not c.startswith("_") and c not in replaced]].copy()
-        for name, values in results.items():  # a declared type holds in every chunk (parquet's schema)
-            out[name] = pd.array(values, dtype=job.column_types[name]) if name in job.column_types else values
-        out["status"], out["error"] = status, errors
-        writer.write(out)
-    writer.close()
-    return counts, reasons, sums
 
 
 def exact_rows(input_path: str | Path, sheet: str | None = None, encoding: str = "utf-8-sig") -> int:
@@ -162,109 +62,218 @@ def cost_facts(sums: Counter, rows: int, full_rows: int | None) -> dict[str, str
 
 @dataclasses.dataclass
 class Tally:
-    """What the chunk tasks reported: summaries, failures, this run's HTTP figures."""
+    """What the chunks did in this run: executions, failures, HTTP figures, rows finished."""
 
-    summaries: dict[int, dict] = dataclasses.field(default_factory=dict)
+    reports: list[ChunkReport] = dataclasses.field(default_factory=list)
     chunk_errors: dict[int, str] = dataclasses.field(default_factory=dict)
     stats: CallStats = dataclasses.field(default_factory=CallStats)
     workers: Counter = dataclasses.field(default_factory=Counter)
     peak_rss: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # worker -> MiB
-    cached: int = 0
+    done_before: int = 0  # chunks with nothing left to do when the run began
     passes: int = 0
+    rows_done: int = 0
+    totals: Counter = dataclasses.field(default_factory=Counter)
     fatal: FatalError | None = None
 
-    def take(self, future, index: int, progress: Progress) -> None:
+    def take(self, report: ChunkReport) -> None:
+        self.reports.append(report)
+        self.stats.add(report.stats)
+        self.workers[report.worker] += 1
+        seen = self.peak_rss.setdefault(report.worker, {})
+        for name, mib in report.peak_rss_mb.items():
+            seen[name] = max(seen.get(name, 0.0), mib)
+
+    def count(self, record: Record, totals: tuple[str, ...]) -> None:
+        self.rows_done += 1
+        for name in totals:
+            value = (record.get("result") or {}).get(name)
+            if isinstance(value, (int, float)):
+                self.totals[name] += value
+
+
+@dataclasses.dataclass
+class InFlight:
+    """A chunk sent to the runner: the rows it carries (for the flow-side hooks)."""
+
+    chunk: ChunkRef
+    rows: dict[int, dict[str, Any]]
+
+
+class Dispatcher:
+    """Sends chunks in a sliding window (memory stays flat), takes finished rows from the channel."""
+
+    def __init__(self, job: Job, journal: Journal, channel: Any, inbox: Any, progress: Progress, tally: Tally):
+        self.job, self.journal, self.channel, self.inbox = job, journal, channel, inbox
+        self.progress, self.tally = progress, tally
+        self.in_flight: dict[str, InFlight] = {}  # chunk digest ->
+        self.finished: queue.SimpleQueue = queue.SimpleQueue()
+
+    def record(self, digest: str, records: list[Record]) -> None:
+        """Journal rows answered on the flow side (input problems, known from a store)."""
+        self.journal.append(digest, [json.dumps(r, ensure_ascii=False, default=str) for r in records])
+        for record in records:
+            self.tally.count(record, self.job.totals)
+
+    def prepare(self, chunk: ChunkRef) -> ChunkWork | None:
+        """The chunk's rows that still need work; those answered here are journaled at once."""
+        records = self.journal.read(chunk.digest)
+        frame = chunk.frame()
+        frame = frame[[needs_work(records.get(n)) for n in frame["_row"]]]
+        if frame.empty:
+            return None
+        duplicates, answered, rows = dict(chunk.duplicates), [], []
+        for row in frame.to_dict("records"):
+            problem = input_problem(row, self.job.key_column, duplicates, chunk.source)
+            if problem:
+                answered.append({"row": row["_row"], "status": RowStatus.FAILED.value, "error": problem,
+                                 "retryable": False})
+            else:
+                rows.append(row)
+        if self.job.hooks is not None and rows:
+            rows, known = self.job.hooks.prepare(rows)
+            answered += known
+        self.record(chunk.digest, answered)
+        if not rows:
+            return None
+        self.in_flight[chunk.digest] = InFlight(chunk, {row["_row"]: row for row in rows})
+        return ChunkWork(chunk.index, chunk.digest, pd.DataFrame(rows), chunk.source)
+
+    def collect(self) -> None:
+        """Journal the rows the channel brought, hand them to the hooks, move the progress."""
+        taken = self.inbox.take()
+        for digest, lines in taken.items():
+            self.journal.append(digest, lines)
+            flight = self.in_flight.get(digest)
+            for line in lines:
+                record = json.loads(line)
+                self.tally.count(record, self.job.totals)
+                if flight is not None and self.job.hooks is not None and record["row"] in flight.rows:
+                    self.job.hooks.finished(flight.rows[record["row"]], record)
+        if taken:
+            self.progress.update(self.tally.rows_done, totals=self.tally.totals)
+
+    def run_pass(self, task_runner: Any, chunks: list[ChunkRef], window: int) -> None:
+        pending, futures = iter(chunks), {}
+        while True:
+            while len(futures) < window and self.tally.fatal is None:
+                chunk = next(pending, None)
+                if chunk is None:
+                    break
+                work = self.prepare(chunk)
+                if work is None:
+                    continue
+                future = task_runner.submit(process_chunk, {"chunk": work, "job": self.job, "channel": self.channel})
+                futures[id(future)] = (future, chunk)
+                future.add_done_callback(lambda f: self.finished.put(id(f)))
+            if not futures:
+                return
+            try:
+                done = [self.finished.get(timeout=COLLECT_SECONDS)]
+            except queue.Empty:
+                done = []
+            self.collect()  # after a chunk ends, its last rows are already with the channel
+            for key in done:
+                future, chunk = futures.pop(key)
+                self.settle(future, chunk)
+
+    def settle(self, future: Any, chunk: ChunkRef) -> None:
         try:
-            summary = future.result()
+            self.tally.take(future.result())
+            self.tally.chunk_errors.pop(chunk.index, None)
         except FatalError as error:
-            self.fatal = error
-            return
+            if self.tally.fatal is None:
+                self.tally.fatal = error
+                self.inbox.abort(str(error))
         except Exception as error:
-            self.chunk_errors[index] = f"{type(error).__name__}: {error}"[:300]
-            return
-        self.chunk_errors.pop(index, None)
-        if future.state.name == "Cached":
-            self.cached += 1
-            progress.baseline += summary["done"]
-        else:
-            self.stats.add(summary["stats"])
-            self.workers[summary["worker"]] += 1
-            seen = self.peak_rss.setdefault(summary["worker"], {})
-            for name, mib in summary.get("peak_rss_mb", {}).items():
-                seen[name] = max(seen.get(name, 0.0), mib)
-        self.summaries[index] = summary
-        totals = Counter()
-        for done in self.summaries.values():
-            totals.update(done.get("totals", {}))
-        progress.update(sum(s["done"] for s in self.summaries.values()), totals=totals)
-
-    def unfinished(self, job: Job, chunks: list[ChunkRef]) -> list[ChunkRef]:
-        """Chunks to run again: failed, with transient row failures, or cached but journal deleted."""
-        return [c for c in chunks if c.index not in self.summaries or self.summaries[c.index]["retryable"]
-                or not job.journal_path(c).exists()]
+            self.tally.chunk_errors[chunk.index] = f"{type(error).__name__}: {error}"[:300]
+        self.in_flight.pop(chunk.digest, None)
+        self.inbox.forget(chunk.digest)
 
 
-def run_chunks(job: Job, chunks: list[ChunkRef], runner: str, workers: int | None, retry_passes: int,
-               progress: Progress) -> Tally:
-    """Map the chunk task over the chunks, then follow-up passes for what did not finish."""
+def unfinished(journal: Journal, chunks: list[ChunkRef]) -> list[ChunkRef]:
+    """Chunks with rows that have no record yet or failed transiently."""
+    out = []
+    for chunk in chunks:
+        records = journal.read(chunk.digest)
+        if len(records) < chunk.rows or any(needs_work(r) for r in records.values()):
+            out.append(chunk)
+    return out
+
+
+def open_channel(job: Job, chunks: list[ChunkRef], options: RunOptions, task_runner: Any) -> tuple[Any, Any]:
+    """The channel chunks send their rows through, and the flow's end of it."""
+    if not is_dask(options.runner):
+        channel = LocalChannel(job.work_dir)
+        return channel, channel.inbox()
+    run = f"{job.fingerprint}-{frame_digest(pd.DataFrame({'d': [c.digest for c in chunks]}))}"
+    channel = ClusterChannel(run)
+    return channel, channel.inbox(task_runner.client)
+
+
+def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: Journal, progress: Progress) -> Tally:
+    """Every chunk with work left, then follow-up passes for rows that failed transiently."""
     tally = Tally()
-    abort_file = Path(job.work_dir) / "aborts" / uuid.uuid4().hex
-    abort_file.parent.mkdir(parents=True, exist_ok=True)
+    pending = unfinished(journal, chunks)
+    tally.done_before = len(chunks) - len(pending)
+    tally.rows_done = sum(c.rows for c in chunks if c not in pending) + sum(
+        sum(not needs_work(r) for r in journal.read(c.digest).values()) for c in pending)
+    progress.baseline = tally.rows_done
+    if tally.done_before:
+        progress.logger.info(f"{job.name}: {tally.done_before} of {len(chunks)} chunks finished in an earlier run; "
+                             f"{sum(c.rows for c in chunks) - tally.rows_done:,} rows to go")
     try:
-        with make_task_runner(runner, workers) as task_runner:
-            pending = chunks
-            while pending and tally.passes <= retry_passes and tally.fatal is None:
-                tally.passes += 1
-                task = process_chunk if tally.passes == 1 else process_chunk.with_options(refresh_cache=True)
-                if tally.passes > 1:
-                    retryable = sum(tally.summaries.get(c.index, {}).get("retryable", c.rows) for c in pending)
-                    progress.logger.info(f"{job.name}: follow-up pass for {retryable:,} rows in {len(pending)} chunks")
-                futures = task_runner.map(task, {"chunk": pending, "job": unmapped(job),
-                                                 "abort_file": unmapped(str(abort_file))})
-                index_of = {id(f): c.index for f, c in zip(futures, pending)}
-                for future in as_completed(list(futures)):
-                    tally.take(future, index_of[id(future)], progress)
-                pending = tally.unfinished(job, chunks)
+        with make_task_runner(options.runner, options.workers) as task_runner:
+            at_once = max(1, min(parallel_chunks(options.runner, options.workers, task_runner), len(chunks)))
+            if options.total_concurrency:  # the run's concurrency is shared by the chunks running at once
+                job = dataclasses.replace(job, concurrency=max(1, math.ceil(options.total_concurrency / at_once)))
+            channel, inbox = open_channel(job, chunks, options, task_runner)
+            dispatcher = Dispatcher(job, journal, channel, inbox, progress, tally)
+            try:
+                while pending and tally.passes <= options.retry_passes and tally.fatal is None:
+                    tally.passes += 1
+                    if tally.passes > 1:
+                        progress.logger.info(f"{job.name}: follow-up pass for {len(pending)} chunks with rows "
+                                             f"that failed transiently")
+                    dispatcher.run_pass(task_runner, pending, at_once + 1)
+                    pending = [c for c in unfinished(journal, chunks) if c.index not in tally.chunk_errors]
+            finally:
+                dispatcher.collect()
+                inbox.close()
     finally:
         progress.close()
-        abort_file.unlink(missing_ok=True)
-    if tally.fatal is not None:
-        raise tally.fatal
     return tally
 
 
-def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_size: int = 200,
-            runner: str = "thread", workers: int | None = None, limit: int | None = None,
-            required: tuple[str, ...] = (), sheet: str | None = None, encoding: str = "utf-8-sig",
-            retry_passes: int = 1, total_concurrency: int | None = None,
+def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: RunOptions = RunOptions(),
             facts: dict[str, Any] | None = None, projected_rows: int | None = None) -> dict[str, Any]:
     """Run `job` over every row of the input; returns the run's figures (also published as artifact).
-    The cost is projected to `projected_rows` (default: all the input's rows when `limit` is given)."""
+    The cost is projected to `projected_rows` (default: all the input's rows when `limit` is given).
+    A fatal error, or a chunk that failed for a reason that is not a row's, fails the run loudly
+    after the output is written (its rows say `not processed`)."""
     logger = get_run_logger()
     started = time.monotonic()
-    chunks = stage_input(job, input_path, chunk_size, runner, limit, required, sheet, encoding)
-    if total_concurrency:  # the run's concurrency is shared by the chunks running at once
-        at_once = max(1, min(parallel_chunks(runner, workers), len(chunks)))
-        job = dataclasses.replace(job, concurrency=max(1, math.ceil(total_concurrency / at_once)))
+    chunks = stage_input(job, input_path, options)
     total_rows = sum(c.rows for c in chunks)
-    full_rows = projected_rows or (exact_rows(input_path, sheet, encoding)
-                                   if limit is not None and "cost_usd" in job.totals else None)
+    full_rows = projected_rows or (exact_rows(input_path, options.sheet, options.encoding)
+                                   if options.limit is not None and "cost_usd" in job.totals else None)
     staged_at = time.monotonic()
     logger.info(f"{job.name}: {total_rows:,} rows from {input_path} in {len(chunks)} chunks "
-                f"(staged in {staged_at - started:.1f} s), runner {runner}, {job.concurrency} rows in flight per chunk")
+                f"(staged in {staged_at - started:.1f} s), runner {options.runner}")
     progress = Progress(job.name, total_rows, logger, projected_rows=full_rows or total_rows)
-    tally = run_chunks(job, chunks, runner, workers, retry_passes, progress)
+    journal = Journal(job)
+    tally = run_chunks(job, chunks, options, journal, progress)
     processed_at = time.monotonic()
-    counts, reasons, sums = assemble_output(job, chunks, output_path, tally.chunk_errors)
+    counts, reasons, sums = assemble_output(job, journal, chunks, output_path, tally.chunk_errors,
+                                           str(tally.fatal or "the chunk did not finish"))
     full_rows = full_rows if "cost_usd" in sums else None
     progress.update(total_rows, final=True, totals=sums)
     seconds = time.monotonic() - started
-    processed = sum(s.get("processed", 0) for s in tally.summaries.values())
+    processed = sum(report.processed for report in tally.reports)
     stats = tally.stats
     figures = {
         "output": str(output_path), "rows": total_rows, "ok": counts["ok"], "partial": counts["partial"],
         "failed": counts["failed"], **{name: round(value, 6) for name, value in sums.items()},
-        "chunks": len(chunks), "chunks_cached": tally.cached, "passes": tally.passes,
+        "chunks": len(chunks), "chunks_done_before": tally.done_before, "passes": tally.passes,
         "requests": stats.requests, "retries": stats.retries, "http_429": stats.throttled,
         "http_5xx": stats.server_errors, "timeouts": stats.timeouts, "connection_errors": stats.connection_errors,
         "wall_seconds": round(seconds, 2), "rows_per_second": round(total_rows / seconds, 1) if seconds else 0.0,
@@ -281,7 +290,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
         **{status: f"{n:,}" for status, n in counts.items() if status not in ("ok", "partial", "failed")},
         **(facts or {}),
         **{name.replace("_", " "): f"{value:,}" for name, value in sums.items() if name != "cost_usd"},
-        **cost_facts(sums, total_rows, full_rows), "chunks (cached from an earlier run)": f"{len(chunks)} ({tally.cached})",
+        **cost_facts(sums, total_rows, full_rows), "chunks (done in an earlier run)": f"{len(chunks)} ({tally.done_before})",
         "passes": tally.passes, "requests sent": f"{stats.requests:,}", "retries": f"{stats.retries:,}",
         "429 answers": f"{stats.throttled:,}", "5xx answers": f"{stats.server_errors:,}",
         "timeouts": f"{stats.timeouts:,}", "connection errors": f"{stats.connection_errors:,}",
@@ -292,10 +301,18 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, *, chunk_
     }, dict(reasons.most_common(20))), headline)
     logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['partial']:,} partial, {counts['failed']:,} failed of {total_rows:,} rows "
                 f"in {duration(seconds)}; output {output_path}")
+    if tally.fatal is not None:
+        raise tally.fatal
+    if tally.chunk_errors:
+        index, error = next(iter(tally.chunk_errors.items()))
+        raise MachineryError(f"{len(tally.chunk_errors)} chunk(s) failed, not for a reason of their rows "
+                             f"(chunk {index}: {error}); the output says which rows were not processed")
     return figures
 
 
-def run_job_on_frame(job: Job, frame: pd.DataFrame, **options: Any) -> tuple[dict[str, Any], pd.DataFrame]:
+
+
+def run_job_on_frame(job: Job, frame: pd.DataFrame, options: RunOptions) -> tuple[dict[str, Any], pd.DataFrame]:
     """`run_job` over an in-memory table (written under the work dir, named by its content, so a
     rerun with the same rows resumes); returns the figures and the output rows in order."""
     folder = Path(job.work_dir) / "frames" / job.name
@@ -304,7 +321,7 @@ def run_job_on_frame(job: Job, frame: pd.DataFrame, **options: Any) -> tuple[dic
     source, output = folder / f"{digest}.csv", folder / f"{digest}.out.jsonl"
     frame.to_csv(source, index=False)
     try:
-        figures = run_job(job, source, output, **options)
+        figures = run_job(job, source, output, options)
         return figures, pd.read_json(output, lines=True, dtype=False) if output.stat().st_size else frame.iloc[:0]
     finally:
         source.unlink(missing_ok=True)

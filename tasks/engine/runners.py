@@ -19,11 +19,16 @@ def is_dask(runner: str) -> bool:
     return runner == "dask" or runner.startswith("tcp://")
 
 
-def parallel_chunks(runner: str, workers: int | None) -> int:
-    """How many chunks run at once (the run's concurrency is split between them)."""
+def parallel_chunks(runner: str, workers: int | None, task_runner: TaskRunner | None = None) -> int:
+    """How many chunks run at once (the run's concurrency is split between them): `workers`, else 4
+    threads, else the threads the Dask cluster really has."""
     if workers:
         return workers
-    return 4 if runner == "thread" else max(2, os.cpu_count() or 2)
+    if runner == "thread":
+        return 4
+    if task_runner is not None:
+        return max(1, sum(task_runner.client.nthreads().values()))
+    return max(2, os.cpu_count() or 2)
 
 
 def make_task_runner(runner: str, workers: int | None = None) -> TaskRunner:
@@ -50,7 +55,6 @@ def make_task_runner(runner: str, workers: int | None = None) -> TaskRunner:
 def local_prefect_server(port: int = 0, timeout: float = 120.0) -> Iterator[str]:
     """Start `prefect server start` on loopback for the duration (Dask workers need a real server)."""
     import httpx
-
     from prefect.settings import temporary_settings
 
     if not port:

@@ -17,8 +17,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from tasks.engine.outcomes import CallStats
 from tasks.engine.lookups import SqliteStore
+from tasks.engine.outcomes import CallStats
 
 
 def _matches(relative: bytes, patterns: tuple[str, ...]) -> bool:

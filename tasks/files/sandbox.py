@@ -1,6 +1,6 @@
 """Killable child processes for work that may hang or eat memory (hachoir on a hostile file).
 
-`Sandbox(target, timeout, memory_mb)` is an engine "api" (`name`, `base_url`, `client()`): each
+`Sandbox(target, timeout, memory_mb)` is an engine resource (`name`, `fingerprint`, `client()`): each
 chunk's client runs `target` ("module:function") in child processes (tasks/files/sandbox_child.py), one per
 DEPTH calls in flight. A child caps its own address space (RLIMIT_AS), dies with its parent and
 answers one JSON line per call, in order; the parent waits `timeout` seconds for each answer from
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.engine.chunk import peak_rss_mb
+from tasks.engine.job import Limits
 from tasks.engine.outcomes import CallStats, FatalError
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
@@ -59,11 +60,11 @@ class Sandbox:
     name: str = "parser"
 
     @property
-    def base_url(self) -> str:
+    def fingerprint(self) -> str:
         """What changes the answers (part of the job's fingerprint)."""
         return f"sandbox:{self.target}?timeout={self.timeout:g}&memory_mb={self.memory_mb}"
 
-    def client(self, concurrency: int, state_dir: str) -> "SandboxClient":
+    def client(self, concurrency: int, limits: Limits) -> "SandboxClient":
         return SandboxClient(self, concurrency)
 
 
