@@ -6,7 +6,6 @@ scores and the matched history id) and messages.csv (status and provider id, or 
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 from pathlib import Path
@@ -21,11 +20,12 @@ from tasks.apis.geocoding import address_key, geocode, status_of
 from tasks.apis.http import ApiSpec, RetryPolicy
 from tasks.apis.llm import PromptTemplate
 from tasks.apis.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS
-from tasks.apis.messaging import idempotency_key, is_email, send_message
+from tasks.apis.messaging import OutboxHooks, idempotency_key, is_email, send_message
 from tasks.apis.phones import check_phones, fast_e164
 from tasks.engine.job import Job
 from tasks.engine.lookups import LookupCache, cached_lookup
 from tasks.engine.progress import publish_summary, summary_markdown
+from tasks.engine.job import RunOptions
 from tasks.engine.run import default_work_dir, run_job_on_frame
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import OutputWriter, read_chunks
@@ -61,14 +61,14 @@ def request_ids(requests: pd.DataFrame) -> pd.Series:
 
 
 def check_addresses(requests: pd.DataFrame, reasons: dict[int, list[str]], job: Job,
-                    options: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
+                    options: RunOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Geocode each distinct address of the rows still acceptable (cached); add reasons and columns."""
     keys = requests["address"].map(address_key)
     requests = requests.assign(address_key=keys.str[0])
     open_rows = ~requests.index.isin(list(reasons)) & (requests["address_key"] != "")  # no paid call for a rejected row
     wanted = requests.loc[open_rows, ["address_key", "address"]].drop_duplicates("address_key")
     cache = LookupCache(Path(job.work_dir) / "cache" / "geocoding.sqlite", max_age_days=90)
-    figures = cached_lookup(job, wanted.rename(columns={"address_key": "key"}), cache, **options)
+    figures = cached_lookup(job, wanted.rename(columns={"address_key": "key"}), cache, options)
     answers = cache.get(requests["address_key"].tolist())
     for i, (address, problem) in keys.items():
         found = answers.get(address)
@@ -113,7 +113,7 @@ def book_requests(
     out_dir, work_dir = Path(output_dir), default_work_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     template = PromptTemplate.load(template_file) if template_file else PromptTemplate(TEMPLATE, "built-in template")
-    options = {"runner": runner, "workers": workers, "total_concurrency": concurrency, "chunk_size": chunk_size}
+    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency)
     check_history_columns(list(next(read_chunks(history_path, 1)).columns), history_path)
     requests = read_all(input_path, REQUIRED)
     template.check([*requests.columns, "request_id", *GEO_COLUMNS, "phone_e164"], f"the columns of {Path(input_path).name}")
@@ -158,9 +158,9 @@ def book_requests(
         api_key = resolve_secret(messaging_key_env, messaging_key_block, "messaging API key")
         provider = ApiSpec("messaging", messaging_base_url.rstrip("/"), rate_per_second=messages_per_second,
                            secret_headers={"Authorization": api_key.bearer()}, retry=RetryPolicy(max_attempts=1))
-        handler = functools.partial(send_message, outbox=str(Path(work_dir) / "outbox" / "messages.sqlite"))
-        job = Job("book-messages", handler, MESSAGE_COLUMNS, (provider,), work_dir, key_column="idempotency_key")
-        _, messages = run_job_on_frame(job, messages, **options)
+        job = Job("book-messages", send_message, MESSAGE_COLUMNS, (provider,), work_dir, key_column="idempotency_key",
+                  hooks=OutboxHooks(Path(work_dir) / "outbox" / "messages.sqlite"))
+        _, messages = run_job_on_frame(job, messages, options)
         messages["status"] = messages["status"].replace({"ok": "sent"})
     else:
         messages = messages.assign(status="dry-run", message_status="", provider_id="", error="")

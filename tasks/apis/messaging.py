@@ -1,10 +1,11 @@
 """Sending messages exactly once, across chunk retries, reruns and a `kill -9` mid-send.
 
 Each message has a deterministic idempotency key (request id + template version), sent as the
-`Idempotency-Key` header. An outbox (SQLite under the work dir) records the key as `pending` before
-the request and `sent` with the provider's id after it. A key found `sent` is never sent again; a
-key left `pending` (the process died, or the answer was lost to a timeout or 5xx) is first looked up
-at the provider (`GET /v1/messages?idempotency_key=`): delivered -> recorded, not re-sent.
+`Idempotency-Key` header. An outbox (SQLite on the flow side, `OutboxHooks`) marks every key of a
+chunk `pending` before the chunk is sent to a worker and `sent` with the provider's id when the
+row comes back. A key found `sent` is never sent again; a key found `pending` (a process died, or an
+answer was lost to a timeout or 5xx) is first looked up at the provider (`GET
+/v1/messages?idempotency_key=`): delivered -> recorded, not re-sent. Workers keep no state.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import re
 import time
+from pathlib import Path
 from contextlib import closing
 from typing import Any
 
@@ -45,6 +47,37 @@ class Outbox(SqliteStore):
         with closing(self._connect()) as db, db:
             db.execute("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?)", (key, state, provider_id, status, time.time()))
 
+    def mark_pending(self, keys: list[str]) -> None:
+        """One commit for a chunk's keys (never over a `sent` one)."""
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR IGNORE INTO outbox VALUES (?, 'pending', '', '', ?)", [(k, time.time()) for k in keys])
+
+
+class OutboxHooks:
+    """The flow side of sending (the engine's `RowHooks`): rows whose key was sent before are
+    answered from the outbox; the others are marked pending before their chunk leaves, with
+    `_ask_first` set when an earlier try may have reached the provider."""
+
+    def __init__(self, path: str | Path):
+        self.box = Outbox.shared(str(path))
+
+    def prepare(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        send, known = [], []
+        for row in rows:
+            state = self.box.get(row["idempotency_key"])
+            if state and state[0] == "sent":
+                known.append({"row": row["_row"], "status": "ok", "error": "",
+                              "result": {"message_status": state[2], "provider_id": state[1]}})
+            else:
+                send.append({**row, "_ask_first": state is not None})
+        self.box.mark_pending([row["idempotency_key"] for row in send])
+        return send, known
+
+    def finished(self, row: dict[str, Any], record: dict[str, Any]) -> None:
+        if record["status"] == "ok":
+            result = record["result"]
+            self.box.record(row["idempotency_key"], "sent", result["provider_id"], result["message_status"])
+
 
 async def _delivered(api: ApiClient, key: str) -> dict[str, Any] | None:
     """The provider's record of the key, or None if it never got it."""
@@ -57,16 +90,13 @@ async def _delivered(api: ApiClient, key: str) -> dict[str, Any] | None:
     return response.json()
 
 
-async def send_message(row: dict[str, Any], clients: dict[str, ApiClient], *, outbox: str,
-                       attempts: int = 5) -> dict[str, Any]:
-    """Chunk-engine handler for one message {idempotency_key, to, channel, body}."""
-    api, box, key = clients["messaging"], Outbox.shared(outbox), row["idempotency_key"]
-    known = box.get(key)
-    if known and known[0] == "sent":
-        return {"message_status": known[2], "provider_id": known[1]}
-    found = await _delivered(api, key) if known else None  # pending: did the last try get through?
+async def send_message(row: dict[str, Any], clients: dict[str, ApiClient], attempts: int = 5) -> dict[str, Any]:
+    """Chunk-engine handler for one message {idempotency_key, to, channel, body, _ask_first}; `_retry`:
+    an earlier try of the chunk (a crash, a lost worker) may have sent it."""
+    api, key = clients["messaging"], row["idempotency_key"]
+    asked = row.get("_ask_first") or row.get("_retry")
+    found = await _delivered(api, key) if asked else None  # did an earlier try get through?
     if found is None:
-        box.record(key, "pending")
         body = {"to": row["to"], "channel": row["channel"], "body": row["body"]}
         for attempt in range(1, attempts + 1):
             try:  # one POST per attempt: after an unclear failure, ask before sending again
@@ -78,5 +108,4 @@ async def send_message(row: dict[str, Any], clients: dict[str, ApiClient], *, ou
                 await asyncio.sleep(RetryPolicy().backoff(attempt))
                 if (found := await _delivered(api, key)) is not None:
                     break
-    box.record(key, "sent", found.get("id", ""), found.get("status", ""))
     return {"message_status": found.get("status", ""), "provider_id": found.get("id", "")}

@@ -31,7 +31,7 @@ from tasks.engine.outcomes import (
 )
 
 FLUSH_SECONDS = 0.25
-ENGINE_COLUMNS = ("_row", "_input_error")
+ENGINE_COLUMNS = ("_row", "_input_error")  # not for the handler; `_retry` is
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,21 @@ def process_chunk(chunk: ChunkWork, job: Job, channel: Any) -> ChunkReport:
     started = time.monotonic()
     link = channel.link(chunk.digest)
     done = link.done_rows()
-    rows = [row for row in chunk.rows.to_dict("records") if row["_row"] not in done]
+    retry = bool(done) or _tries() > 1  # an earlier try may have sent rows it could not report
+    rows = [{**row, "_retry": retry} for row in chunk.rows.to_dict("records") if row["_row"] not in done]
     stats, children = CallStats(), 0.0
     if rows:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # uvloop: less CPU per request
             stats, children = runner.run(_process_rows(rows, job, link, chunk.source))
     return ChunkReport(chunk.index, len(rows), stats, f"{socket.gethostname()}:{os.getpid()}",
                        round(time.monotonic() - started, 3), {"worker": peak_rss_mb(), "children": children})
+
+
+def _tries() -> int:
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return context.task_run.run_count if context else 1
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
