@@ -6,6 +6,7 @@ Rows: `ok`, `partial` (written, but empty / refused / cut short / without resear
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
@@ -27,8 +28,9 @@ from tasks.apis.llm import (
 from tasks.apis.messaging import is_email
 from tasks.apis.research import research_key, search_company
 from tasks.engine.job import Job
-from tasks.engine.lookups import LookupCache, cached_lookup
+from tasks.engine.lookups import AttachAnswers, LookupCache, cached_lookup
 from tasks.engine.outcomes import Partial, RowError
+from tasks.engine.job import RunOptions
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import InputError, read_chunks
@@ -47,18 +49,17 @@ LEFTOVER = re.compile(r"\{[a-z_]+\}|\[(?:first name|name|company|your name)\]", 
 
 
 async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, system: PromptTemplate,
-                      user: PromptTemplate, column: str, research_cache: str) -> dict[str, Any] | Partial:
-    """Chunk-engine handler: the lead's research from the cache, then one LLM call."""
+                      user: PromptTemplate, column: str) -> dict[str, Any] | Partial:
+    """Chunk-engine handler: the lead's research (`_answer`, attached on the flow side), then one LLM call."""
     email = str(row.get("email") or "").strip()
     if not is_email(email):
         raise RowError(f"column email: {email[:80]!r} is not an email address", bad_input=True)
     key, _ = research_key(row)
     if not key:
         raise RowError("columns company and domain/website: both empty, nothing to research", bad_input=True)
-    cache = LookupCache.shared(research_cache)
-    found = cache.get([key]).get(key)
+    found = row["_answer"]
     if found is None:
-        raise RowError(f"research for {key} failed: {cache.failure(key) or 'not done'}", retryable=True)
+        raise RowError(f"research for {key} failed: {row['_failure']}", retryable=True)
     values = {**row, "research_summary": found["summary"]}
     values.setdefault("domain", key.removeprefix("company:"))
     answer = await clients["llm"].complete_item(system.render(values), user.render(values))
@@ -133,24 +134,26 @@ def personalised_emails(
                   limit_window=llm_limit_window, items_per_request=leads_per_request)
     work_dir = default_work_dir()
     column = f"email_{write}"
-    options = {"runner": runner, "workers": workers, "total_concurrency": concurrency, "chunk_size": chunk_size}
+    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency)
 
     search_key = resolve_secret(search_key_env, search_key_block, "Serper API key")
     search = ApiSpec("search", search_base_url.rstrip("/"), timeout=30, rate_per_second=searches_per_second,
                      secret_headers={"X-API-KEY": search_key})
     research_job = Job("company-research", search_company, ("summary", "sources"), (search,), work_dir, "key")
-    cache_path = str(Path(work_dir) / "cache" / "company-research.sqlite")
-    research = cached_lookup(research_job, companies, LookupCache(cache_path, research_max_age_days), **options)
+    cache = LookupCache(Path(work_dir) / "cache" / "company-research.sqlite", research_max_age_days)
+    research = cached_lookup(research_job, companies, cache, options)
     logger.info(f"research: {research['keys']:,} companies, {research['cache_hits']:,} from the cache, "
                 f"{research['looked_up']:,} searched, {research['lookups_failed']:,} failed")
 
     version = hashlib.sha256(repr((llm.provider, llm.model, llm.max_tokens, llm.temperature, system.text,
                                    user.text, column, leads_per_request)).encode()).hexdigest()[:16]
-    handler = functools.partial(write_email, system=system, user=user, column=column, research_cache=cache_path)
+    handler = functools.partial(write_email, system=system, user=user, column=column)
     job = Job("personalised-emails", handler, ("research_summary", column, "input_tokens", "output_tokens",
               "cost_usd"), (llm,), work_dir, key_column="email", version=version,
-              totals=("input_tokens", "output_tokens", "cost_usd"))
+              totals=("input_tokens", "output_tokens", "cost_usd"),
+              hooks=AttachAnswers(cache, lambda row: research_key(row)[0]))
     facts = {"companies": f"{research['keys']:,}", "searches made": f"{research['looked_up'] + research['lookups_failed']:,}",
              "research cache hits": f"{research['cache_hits']:,}", "model": f"{provider} {model}"}
-    figures = run_job(job, input_path, output_path, limit=limit, required=REQUIRED, facts=facts, **options)
+    figures = run_job(job, input_path, output_path, dataclasses.replace(options, limit=limit, required=REQUIRED),
+                      facts=facts)
     return {**figures, "research": research}

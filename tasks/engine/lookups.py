@@ -10,7 +10,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -75,6 +75,24 @@ class LookupCache(SqliteStore):
                            [(k, json.dumps(v, default=str), now) for k, v in answers.items()])
             db.executemany("DELETE FROM failures WHERE key = ?", [(k,) for k in answers])
             db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", [(k, e, now) for k, e in failures.items()])
+
+
+class AttachAnswers:
+    """`RowHooks` that give each row, on the flow side, its key's cached answer as `_answer` (None
+    when the lookup failed, with the reason as `_failure`): workers never open the cache."""
+
+    def __init__(self, cache: LookupCache, key_of: Callable[[dict[str, Any]], str]):
+        self.cache, self.key_of = cache, key_of
+
+    def prepare(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        keys = [self.key_of(row) for row in rows]
+        found = self.cache.get([key for key in keys if key])
+        return [{**row, "_answer": found.get(key),
+                 "_failure": "" if key in found or not key else self.cache.failure(key) or "not done"}
+                for row, key in zip(rows, keys)], []
+
+    def finished(self, row: dict[str, Any], record: dict[str, Any]) -> None:
+        pass
 
 
 def cached_lookup(job: Job, items: pd.DataFrame, cache: LookupCache, options: RunOptions) -> dict[str, Any]:

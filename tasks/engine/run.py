@@ -105,6 +105,7 @@ class Dispatcher:
     def __init__(self, job: Job, journal: Journal, channel: Any, inbox: Any, progress: Progress, tally: Tally):
         self.job, self.journal, self.channel, self.inbox = job, journal, channel, inbox
         self.progress, self.tally = progress, tally
+        self.sent_job = dataclasses.replace(job, hooks=None)  # the hooks and their stores stay here
         self.in_flight: dict[str, InFlight] = {}  # chunk digest ->
         self.finished: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -162,7 +163,7 @@ class Dispatcher:
                 work = self.prepare(chunk)
                 if work is None:
                     continue
-                future = task_runner.submit(process_chunk, {"chunk": work, "job": self.job, "channel": self.channel})
+                future = task_runner.submit(process_chunk, {"chunk": work, "job": self.sent_job, "channel": self.channel})
                 futures[id(future)] = (future, chunk)
                 future.add_done_callback(lambda f: self.finished.put(id(f)))
             if not futures:
