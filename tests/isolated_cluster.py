@@ -44,10 +44,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import psutil
 from distributed import Client
@@ -95,7 +95,8 @@ class WorkerLayout:
         """Shell commands run inside the new namespaces, then `exec "$@"` (the worker command)."""
         missing = [str(path) for path in self.hidden + self.read_only if not path.is_dir()]
         if missing or len(self.read_only) > 7:  # sh redirections take fds 3-9
-            raise ValueError(f"every folder must exist, at most 7 bound back: missing {missing}")
+            raise ValueError(f"every folder must exist (missing: {missing}), at most 7 bound back "
+                             f"({len(self.read_only)})")
         fds = {path: 3 + n for n, path in enumerate(self.read_only)}
         lines = ["set -eu", "mount --make-rprivate /"]
         lines += [f"exec {fd}<{shlex.quote(str(path))}" for path, fd in fds.items()]
@@ -125,7 +126,7 @@ def _parent_death_signal() -> None:
     import ctypes
 
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -225,7 +226,8 @@ class IsolatedCluster:
     def scheduler_workers(self) -> dict[str, str]:
         """Worker name -> address, as the scheduler lists them now."""
         with self.client() as client:
-            return {str(info["name"]): address for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
+            listed = client.scheduler_info(n_workers=-1)["workers"]
+        return {str(info["name"]): address for address, info in listed.items()}
 
     def wait_for_scheduler_workers(self, names: set[str], timeout: float = STARTUP_TIMEOUT,
                                    launchers: Mapping[str, subprocess.Popen] | None = None) -> dict[str, str]:
@@ -319,7 +321,8 @@ class IsolatedCluster:
         watched = {"scheduler": self._scheduler, **launchers}
         for name, process in watched.items():
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode} while starting; see {self._logs}/{name}.log")
+                raise RuntimeError(f"{name} exited with {process.returncode} while starting; "
+                                   f"see {self._logs}/{name}.log")
 
 
 def _free_port() -> int:

@@ -48,6 +48,10 @@ def write_error(folder: str) -> int:
     return 0
 
 
+def http_status(url: str) -> int:
+    return httpx.get(url, timeout=10).status_code
+
+
 def module_file(name: str) -> str:
     return importlib.import_module(name).__file__
 
@@ -59,7 +63,8 @@ def test_the_test_process_files_are_not_on_the_workers(fresh_isolated_cluster, w
         for path in mine:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("written by the test process")
-        seen = on_each_worker(fresh_isolated_cluster, lambda paths: [os.path.exists(p) for p in paths], list(map(str, mine)))
+        seen = on_each_worker(fresh_isolated_cluster, lambda paths: [os.path.exists(p) for p in paths],
+                              [str(path) for path in mine])
     finally:
         mine[-1].unlink()
     assert seen == {"w1": [False] * 3, "w2": [False] * 3}
@@ -78,7 +83,7 @@ def test_a_worker_files_are_its_own(fresh_isolated_cluster, workspace):
 
 def test_each_worker_has_its_own_hostname_and_home(fresh_isolated_cluster):
     hostnames = on_each_worker(fresh_isolated_cluster, socket.gethostname)
-    assert hostnames == {"w1": "w1", "w2": "w2"} != socket.gethostname()
+    assert hostnames == {"w1": "w1", "w2": "w2"}
     assert socket.gethostname() not in hostnames.values()
     assert {name: worker.hostname for name, worker in fresh_isolated_cluster.workers.items()} == hostnames
     homes = on_each_worker(fresh_isolated_cluster, lambda: os.environ["HOME"])
@@ -94,7 +99,8 @@ def test_workers_import_the_project_from_this_checkout(fresh_isolated_cluster):
 
 def test_the_code_and_the_venv_are_read_only_on_the_workers(fresh_isolated_cluster, workspace):
     for folder in (PROJECT_ROOT / "tasks", Path(sys.prefix)):
-        assert on_each_worker(fresh_isolated_cluster, write_error, str(folder)) == {"w1": errno.EROFS, "w2": errno.EROFS}
+        errors = on_each_worker(fresh_isolated_cluster, write_error, str(folder))
+        assert errors == {"w1": errno.EROFS, "w2": errno.EROFS}
     work = str(workspace / "work")  # the same call succeeds where a worker may write
     assert on_each_worker(fresh_isolated_cluster, lambda: os.makedirs(work, exist_ok=True)) == {"w1": None, "w2": None}
     assert on_each_worker(fresh_isolated_cluster, write_error, work) == {"w1": 0, "w2": 0}
@@ -123,8 +129,7 @@ def test_workers_get_no_secrets_but_the_prefect_server(fresh_isolated_cluster, e
 def test_workers_reach_the_prefect_server_and_the_emulator_on_loopback(fresh_isolated_cluster, emulator,
                                                                         prefect_server):
     for url in (f"{prefect_server}/health", f"{emulator.url}/_emulator/health"):
-        assert on_each_worker(fresh_isolated_cluster, lambda: httpx.get(url, timeout=10).status_code) == \
-            {"w1": 200, "w2": 200}
+        assert on_each_worker(fresh_isolated_cluster, http_status, url) == {"w1": 200, "w2": 200}
 
 
 def test_a_killed_worker_leaves_the_other_serving(fresh_isolated_cluster):
@@ -152,7 +157,8 @@ def test_the_fixture_fails_in_one_line_without_the_privilege():
 
     test = "tests/test_isolated_cluster.py::test_each_worker_has_its_own_hostname_and_home"
     result = subprocess.run([sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider"],
-                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, preexec_fn=drop_sys_admin)
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                            preexec_fn=drop_sys_admin)
     assert result.returncode == 1, result.stdout + result.stderr
     reasons = [line for line in result.stdout.splitlines() if "isolated_cluster needs root" in line]
     assert len(reasons) == 1 and "Operation not permitted" in reasons[0], result.stdout
