@@ -51,6 +51,32 @@ def workspace(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def isolated_cluster(prefect_server, tmp_path_factory):
+    """A Dask scheduler and workers w1, w2 that share only the network with the tests (tests/isolated_cluster.py).
+
+    Started on first use, stopped at the end of the session. The tests' work dirs (under the pytest base
+    temp dir), /tmp and HOME are empty private tmpfs in each worker; the code and `cluster.shared` are
+    there read-only."""
+    from isolated_cluster import IsolatedCluster, IsolationUnavailable
+
+    try:
+        cluster = IsolatedCluster.start(prefect_server, tmp_path_factory.getbasetemp(),
+                                        tmp_path_factory.mktemp("isolated-cluster-logs"),
+                                        tmp_path_factory.mktemp("isolated-cluster-shared"))
+    except IsolationUnavailable as error:  # a failure, not a skip: these tests must run in CI
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
+    with cluster:
+        yield cluster
+
+
+@pytest.fixture
+def fresh_isolated_cluster(isolated_cluster):
+    """The session's isolated cluster with every worker up: one a previous test killed or stopped is restarted."""
+    isolated_cluster.ensure_workers()
+    return isolated_cluster
+
+
 def write_config(path: Path, base_url: str, **processing) -> Path:
     settings = {"concurrency": 40, "rate_limit_per_minute": None, "chunk_size": 100, **processing}
     timeout = settings.pop("timeout", 5)
