@@ -50,7 +50,7 @@ async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, sys
         parse_email(email)
     except InvalidEmail as error:
         raise RowError(f"column email: {email[:80]!r} is not an email address ({error})", bad_input=True) from None
-    if email in repeated_spellings:  # the engine finds the same spelling again; this, the same mailbox
+    if email in repeated_spellings:  # the engine fails a repeat of the same spelling (key_column), this another
         raise RowError(f"column email: duplicate email {email!r} (first seen at row {repeated_spellings[email]}, "
                        "the same mailbox)", bad_input=True)
     company = company_key(row)
@@ -69,8 +69,7 @@ async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, sys
     if column == "email_line":
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
     result = {"research_summary": found["summary"], "research_key_kind": str(company.kind), column: text,
-              "input_tokens": answer.input_tokens,
-              "output_tokens": answer.output_tokens, "cost_usd": answer.cost_usd}
+              "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens, "cost_usd": answer.cost_usd}
     problem = ("empty completion" if not text else
                f"the model declined ({answer.stop})" if answer.stop in ("refusal", "filter") else
                "cut short at max_tokens" if answer.stop == "length" else
@@ -93,9 +92,9 @@ def lead_companies(input_path: str, limit: int | None, available: list[str],
         for row in frame[frame["_input_error"] == ""].to_dict("records"):
             try:
                 if not mailboxes.add(as_text(row.get("email")), row["_row"]):
-                    continue
+                    continue  # a mailbox seen before: the row fails as a duplicate, nothing to research
             except InvalidEmail:
-                continue
+                continue  # the row fails as not an email address
             company = company_key(row)
             if company is not None:
                 items.setdefault(company.key, company.query)
