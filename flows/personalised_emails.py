@@ -25,15 +25,14 @@ from tasks.apis.llm import (
     load_prices,
     price_for,
 )
-from tasks.apis.messaging import is_email
-from tasks.apis.research import research_key, search_company
-from tasks.engine.job import Job
+from tasks.apis.messaging import InvalidEmail, MailboxRegister, parse_email
+from tasks.apis.research import company_key, search_company
+from tasks.engine.job import Job, RunOptions
 from tasks.engine.lookups import AttachAnswers, LookupCache, cached_lookup
 from tasks.engine.outcomes import Partial, RowError
-from tasks.engine.job import RunOptions
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
-from tasks.engine.tables import InputError, read_chunks
+from tasks.engine.tables import InputError, as_text, read_chunks
 from tasks.samples.emulated import run_emulated
 
 REQUIRED = ("email", "first_name", "company")
@@ -49,25 +48,34 @@ LEFTOVER = re.compile(r"\{[a-z_]+\}|\[(?:first name|name|company|your name)\]", 
 
 
 async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, system: PromptTemplate,
-                      user: PromptTemplate, column: str) -> dict[str, Any] | Partial:
-    """Chunk-engine handler: the lead's research (`_answer`, attached on the flow side), then one LLM call."""
-    email = str(row.get("email") or "").strip()
-    if not is_email(email):
-        raise RowError(f"column email: {email[:80]!r} is not an email address", bad_input=True)
-    key, _ = research_key(row)
-    if not key:
+                      user: PromptTemplate, column: str,
+                      repeated_spellings: dict[str, int]) -> dict[str, Any] | Partial:
+    """Chunk-engine handler: the lead's research (`_answer`, attached on the flow side), then one LLM call.
+    `repeated_spellings`: another spelling of an earlier lead's mailbox -> that lead's row."""
+    email = as_text(row.get("email")).strip()
+    try:
+        parse_email(email)
+    except InvalidEmail as error:
+        raise RowError(f"column email: {email[:80]!r} is not an email address ({error})", bad_input=True) from None
+    if email in repeated_spellings:  # the engine fails a repeat of the same spelling (key_column), this another
+        raise RowError(f"column email: duplicate email {email!r} (first seen at row {repeated_spellings[email]}, "
+                       "the same mailbox)", bad_input=True)
+    company = company_key(row)
+    if company is None:
         raise RowError("columns company and domain/website: both empty, nothing to research", bad_input=True)
+    key = company.key
     found = row["_answer"]
     if found is None:
         raise RowError(f"research for {key} failed: {row['_failure']}", retryable=True)
     values = {**row, "research_summary": found["summary"]}
-    values.setdefault("domain", key.removeprefix("company:"))
+    if not as_text(values.get("domain")).strip():
+        values["domain"] = company.domain
     answer = await clients["llm"].complete_item(system.render(values), user.render(values))
     text = answer.text.strip().strip('"“”').strip()
     if column == "email_line":
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    result = {"research_summary": found["summary"], column: text, "input_tokens": answer.input_tokens,
-              "output_tokens": answer.output_tokens, "cost_usd": answer.cost_usd}
+    result = {"research_summary": found["summary"], "research_key_kind": str(company.kind), column: text,
+              "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens, "cost_usd": answer.cost_usd}
     problem = ("empty completion" if not text else
                f"the model declined ({answer.stop})" if answer.stop in ("refusal", "filter") else
                "cut short at max_tokens" if answer.stop == "length" else
@@ -76,8 +84,16 @@ async def write_email(row: dict[str, Any], clients: dict[str, LlmClient], *, sys
     return Partial(result, problem) if problem else result
 
 
-def lead_companies(input_path: str, limit: int | None, available: list[str]) -> pd.DataFrame:
-    """The distinct (research key, query) pairs of the leads to process, first seen first."""
+def research_key_of(row: dict[str, Any]) -> str:
+    """The lead's company key ("" when it has none)."""
+    company = company_key(row)
+    return company.key if company else ""
+
+
+def lead_companies(input_path: str, limit: int | None, available: list[str],
+                   mailboxes: MailboxRegister) -> pd.DataFrame:
+    """The distinct (research key, query) pairs of the leads to process (valid email, first of its
+    mailbox, registered in `mailboxes`), first seen first."""
     items, seen = {}, 0
     for frame in read_chunks(input_path, 20_000, required=REQUIRED):
         if limit is not None:
@@ -86,9 +102,14 @@ def lead_companies(input_path: str, limit: int | None, available: list[str]) -> 
         if not available:
             available.extend(c for c in frame.columns if not c.startswith("_"))
         for row in frame[frame["_input_error"] == ""].to_dict("records"):
-            key, query = research_key(row)
-            if key:
-                items.setdefault(key, query)
+            try:
+                if not mailboxes.add(as_text(row.get("email")), row["_row"]):
+                    continue  # a mailbox seen before: the row fails as a duplicate, nothing to research
+            except InvalidEmail:
+                continue  # the row fails as not an email address
+            company = company_key(row)
+            if company is not None:
+                items.setdefault(company.key, company.query)
         if limit is not None and seen >= limit:
             break
     if available and not {"domain", "website"} & set(available):
@@ -122,7 +143,8 @@ def personalised_emails(
     system = PromptTemplate.load(system_file) if system_file else PromptTemplate(SYSTEM[write], "built-in system prompt")
     user = PromptTemplate.load(prompt_file) if prompt_file else PromptTemplate(USER, "built-in prompt")
     columns: list[str] = []
-    companies = lead_companies(input_path, limit, columns)
+    mailboxes = MailboxRegister()
+    companies = lead_companies(input_path, limit, columns, mailboxes)
     for template in (system, user):  # a missing placeholder stops the run before any request
         template.check([*columns, "research_summary", "domain"], f"the columns of {Path(input_path).name}")
     price = price_for(model, load_prices(prices_file))
@@ -147,11 +169,13 @@ def personalised_emails(
 
     version = hashlib.sha256(repr((llm.provider, llm.model, llm.max_tokens, llm.temperature, system.text,
                                    user.text, column, leads_per_request)).encode()).hexdigest()[:16]
-    handler = functools.partial(write_email, system=system, user=user, column=column)
-    job = Job("personalised-emails", handler, ("research_summary", column, "input_tokens", "output_tokens",
-              "cost_usd"), (llm,), work_dir, key_column="email", version=version,
+    handler = functools.partial(write_email, system=system, user=user, column=column,
+                                repeated_spellings=mailboxes.repeats)
+    job = Job("personalised-emails", handler, ("research_summary", "research_key_kind", column, "input_tokens",
+              "output_tokens", "cost_usd"), (llm,), work_dir, key_column="email", version=version,
               totals=("input_tokens", "output_tokens", "cost_usd"),
-              hooks=AttachAnswers(cache, lambda row: research_key(row)[0]))
+              column_types={"input_tokens": "Int64", "output_tokens": "Int64"},
+              hooks=AttachAnswers(cache, research_key_of))
     facts = {"companies": f"{research['keys']:,}", "searches made": f"{research['looked_up'] + research['lookups_failed']:,}",
              "research cache hits": f"{research['cache_hits']:,}", "model": f"{provider} {model}"}
     figures = run_job(job, input_path, output_path, dataclasses.replace(options, limit=limit, required=REQUIRED),

@@ -1,13 +1,21 @@
 """Personalised emails end to end: Serper + LLM emulators, real anthropic SDK and httpx clients."""
+import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 
+import openpyxl
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import kill_when, latest_run_artifacts, read_table, run_cli, server_texts
 from flows.personalised_emails import personalised_emails
+from tasks.apis.messaging import parse_email
+from tasks.apis.research import company_key
 from tasks.samples.tables import leads_frame
 
 KEYS = {"anthropic": "sk-ant-test-Vq39Xp", "chat": "gsk-test-Lm47Rd", "serper": "serper-test-Hx81Kc"}
@@ -24,15 +32,15 @@ def llm(emulator, monkeypatch):
     return emulator
 
 
-def run(workspace, emulator, leads, provider="anthropic", **params):
+def run(workspace, emulator, leads, provider="anthropic", output="out.csv", **params):
     path = workspace / "leads.csv"
     leads.to_csv(path, index=False)
     base = emulator.url if provider == "anthropic" else emulator.url + "/openai/v1"
     model = "claude-sonnet-5" if provider == "anthropic" else "llama-3.3-70b-versatile"
     options = {"requests_per_minute": 6000, "searches_per_second": 200, "chunk_size": 50, **params}
-    figures = personalised_emails(str(path), str(workspace / "out.csv"), provider=provider, model=model,
+    figures = personalised_emails(str(path), str(workspace / output), provider=provider, model=model,
                                   llm_base_url=base, search_base_url=emulator.url, **options)
-    return figures, read_table(workspace / "out.csv")
+    return figures, read_table(workspace / output)
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
@@ -185,3 +193,101 @@ def test_a_limited_run_projects_the_cost_of_the_whole_file(workspace, llm):
     assert figures["projected_cost_usd"] == pytest.approx(figures["cost_usd"] * 5, rel=1e-3)
     assert f"projected cost of all 200 rows | ${figures['projected_cost_usd']:,.2f}" in \
         latest_run_artifacts()["personalised-emails-summary"]
+
+
+# Mail providers and ISPs, many of them regional: an address there says nothing about the company.
+MAIL_PROVIDERS = [
+    "yahoo.co.uk", "hotmail.co.uk", "msn.com", "ymail.com", "gmx.net", "mac.com", "comcast.net", "verizon.net",
+    "att.net", "sbcglobal.net", "bellsouth.net", "cox.net", "charter.net", "earthlink.net", "btinternet.com",
+    "sky.com", "virginmedia.com", "orange.fr", "wanadoo.fr", "free.fr", "laposte.net", "sfr.fr", "t-online.de",
+    "freenet.de", "libero.it", "virgilio.it", "tin.it", "yandex.ru", "qq.com", "163.com", "naver.com",
+    "rediffmail.com", "shaw.ca", "rogers.com", "bigpond.com", "xtra.co.nz", "seznam.cz", "wp.pl", "telenet.be",
+    "ziggo.nl", "aol.fr", "yahoo.com.vn",
+]
+
+
+def test_leads_at_mail_providers_get_their_own_companys_research(workspace, llm):
+    leads = leads_frame(130, 60, seed=3)
+    local = leads.email.str.split("@").str[0]
+    leads["email"] = [f"{name}@{MAIL_PROVIDERS[n % len(MAIL_PROVIDERS)]}" for n, name in enumerate(local)]
+    leads.loc[2:, "domain"] = ""  # rows 0-1: a website; 2-3: a company address; the rest: a mail provider's
+    leads.loc[2:3, "email"] = [f"{name}@{leads.company[n].lower().replace(' ', '')}.com" for n, name in
+                               zip((2, 3), local[2:4])]
+    at_provider = leads.iloc[4:].assign(provider=leads.email.str.split("@").str[1])
+    assert at_provider.groupby("provider").company.nunique().min() >= 2  # every provider: several companies
+    figures, out = run(workspace, llm, leads)
+    assert (out.status == "ok").all(), out.error.unique()
+    for row in range(len(leads)):  # its own company's research, and a line about that company
+        company = leads.company[row]
+        assert re.search(rf"\b{company}\b", out.research_summary[row]), (row, company, out.research_summary[row])
+        assert f"at {company.rsplit(' ', 1)[0]} —" in out.email_line[row]
+    assert out.research_key_kind.tolist() == ["website"] * 2 + ["email domain"] * 2 + ["name"] * (len(leads) - 4)
+    companies = {*leads.domain[:2], *leads.email[2:4].str.split("@").str[1], *at_provider.company}
+    assert llm.stats("serper")["total"] == len(companies) == figures["research"]["looked_up"]
+    with sqlite3.connect(workspace / "work" / "cache" / "company-research.sqlite") as db:
+        research = dict(db.execute("SELECT key, answer FROM answers"))
+    assert len(research) == len(companies)
+    for provider in MAIL_PROVIDERS:  # searched by name alone, never as "<company> <provider>"
+        assert not [key for key, answer in research.items() if provider in key or provider in answer]
+
+
+def test_another_spelling_of_a_mailbox_is_a_duplicate_and_costs_no_call(workspace, llm):
+    leads = leads_frame(40, 10)
+    leads.loc[[3, 8], "email"] = ["dmitri.tanaka@cinderstudios.com", "dmitri.tanaka@CINDERSTUDIOS.COM"]
+    leads.loc[[12, 20], "email"] = ["Ana.Lopez@gmail.com", "analopez+leads@googlemail.com"]  # Google's one mailbox
+    leads.loc[25, "email"] = "dmitri.tanaka+sales@cinderstudios.com"  # a company's +tag: another mailbox
+    figures, out = run(workspace, llm, leads)
+    assert "duplicate email 'dmitri.tanaka@CINDERSTUDIOS.COM' (first seen at row 4" in out.error[8]
+    assert "duplicate email 'analopez+leads@googlemail.com' (first seen at row 13" in out.error[20]
+    assert out.status[[8, 20]].eq("failed").all() and (out.drop([8, 20]).status == "ok").all()
+    assert llm.stats("anthropic")["total"] == 38 and figures["failed"] == 2  # one paid call per person
+    assert out.input_tokens[[8, 20]].eq("").all()
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "jsonl", "xlsx"])
+def test_token_columns_are_integers_in_every_output_format(workspace, llm, suffix):
+    leads = leads_frame(30, 6)
+    leads.loc[4, "email"] = "not-an-email"  # a failed row in the chunk: its tokens are empty, not NaN
+    run(workspace, llm, leads, output=f"out.{suffix}")
+    path, columns = workspace / f"out.{suffix}", ("input_tokens", "output_tokens")
+    if suffix == "csv":
+        cells = [pd.read_csv(path, dtype=str, keep_default_na=False)[c].tolist() for c in columns]
+        values = [[int(v) if re.fullmatch(r"\d+", v) else v for v in column] for column in cells]
+    elif suffix == "parquet":
+        assert all(pq.read_schema(path).field(c).type == pa.int64() for c in columns)
+        values = [pq.read_table(path).column(c).to_pylist() for c in columns]
+    elif suffix == "jsonl":
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        values = [[record[c] for record in records] for c in columns]
+    else:
+        sheet = openpyxl.load_workbook(path, read_only=True).active
+        header, *rows = sheet.iter_rows(values_only=True)
+        values = [[row[header.index(c)] for row in rows] for c in columns]
+    empty = "" if suffix == "csv" else None
+    for column in values:
+        assert column[4] == empty and len(column) == 30
+        assert all(type(v) is int and v > 0 for v in column[:4] + column[5:]), column
+
+
+def test_company_key_and_mailbox_rules():
+    def key(**row):
+        found = company_key(row)
+        return found and (found.key, str(found.kind), found.query)
+
+    assert key(company="Acme", website="https://www.ACME.com/about", email="ann@gmail.com") == \
+        ("acme.com", "website", "Acme acme.com")
+    assert key(company="Acme", domain="gmail.com", email="ann@Acme.co.uk") == \
+        ("acme.co.uk", "email domain", "Acme acme.co.uk")  # a provider in the domain column identifies nothing
+    for provider in [*MAIL_PROVIDERS, "gmail.com", "mail.yahoo.co.uk", "hotmail.com.tr", "outlook.sa"]:
+        assert key(company="Cobalt  Analytics", email=f"c@{provider}") == \
+            ("company:cobalt analytics", "name", "Cobalt Analytics")
+    assert key(company="", domain="", email="someone@gmx.net") is None
+    assert company_key({"company": "M", "website": "münchen.de"}).key == \
+        company_key({"company": "M", "email": "m@MÜNCHEN.de"}).key == "xn--mnchen-3ya.de"
+
+    def mailbox(text):
+        return parse_email(text).mailbox
+
+    assert mailbox(" Dmitri.Tanaka@CINDERSTUDIOS.COM ") == mailbox("dmitri.tanaka@cinderstudios.com")
+    assert mailbox("a.n.n+x@GoogleMail.com") == mailbox("ann@gmail.com") == "ann@gmail.com"
+    assert mailbox("ann+x@acme.com") != mailbox("ann@acme.com") and mailbox("a.nn@acme.com") != mailbox("ann@acme.com")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import time
 from pathlib import Path
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
 
 from tasks.apis.http import ApiClient, RetryPolicy
 from tasks.engine.lookups import SqliteStore
@@ -23,11 +25,60 @@ from tasks.engine.outcomes import RowError
 
 PATH = "/v1/messages"
 RESULT_COLUMNS = ("message_status", "provider_id")
+GMAIL_DOMAINS = ("gmail.com", "googlemail.com")  # one mailbox whatever the dots and +tag (Google's rule)
+
+
+class InvalidEmail(ValueError):
+    """Not an address a message can be sent to; the message says why."""
+
+
+@dataclass(frozen=True)
+class EmailAddress:
+    """A checked address: its domain, and the `mailbox` every spelling of that mailbox shares."""
+
+    domain: str  # ASCII (IDNA), lower case: 'xn--mnchen-3ya.de'
+    mailbox: str  # the local part in lower case @ the domain; at Gmail without dots or +tag, @gmail.com
+
+
+def parse_email(text: str) -> EmailAddress:
+    """Check the syntax with email-validator (no DNS, no deliverability check) and normalise it."""
+    try:
+        checked = validate_email(text.strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidEmail(str(error)) from None
+    domain = (checked.ascii_domain or checked.domain).lower()
+    local = checked.local_part.lower()
+    if domain in GMAIL_DOMAINS:
+        return EmailAddress(domain, f"{local.split('+', 1)[0].replace('.', '')}@{GMAIL_DOMAINS[0]}")
+    return EmailAddress(domain, f"{local}@{domain}")
+
+
+class MailboxRegister:
+    """The first row of each mailbox, in the order rows are added; `repeats` maps every other
+    spelling of a mailbox already seen ('Ann@ACME.com' after 'ann@acme.com') to that first row."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[str, int]] = {}  # mailbox -> (spelling, row)
+        self.repeats: dict[str, int] = {}
+
+    def add(self, spelling: str, row: int) -> bool:
+        """Register a valid address; False when its mailbox was seen at an earlier row."""
+        spelling = spelling.strip()
+        first_spelling, first_row = self.first.setdefault(parse_email(spelling).mailbox, (spelling, row))
+        if first_row == row:
+            return True
+        if spelling != first_spelling:
+            self.repeats.setdefault(spelling, first_row)
+        return False
 
 
 def is_email(text: str) -> bool:
-    """Looks like an address a message can be sent to: local@domain.tld, no spaces."""
-    return re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text) is not None
+    """An address a message can be sent to (syntax only: see `parse_email`)."""
+    try:
+        parse_email(text)
+    except InvalidEmail:
+        return False
+    return True
 
 
 def idempotency_key(request_id: str, template_version: str) -> str:
