@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a cancelled deployment run, a CI timeout) unwinds like Ctrl+C: emulators and a
     # Prefect server started here are stopped, nothing is left running.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    from tasks.engine.outcomes import FatalError
+    from tasks.engine.outcomes import FatalError, MachineryError
     from tasks.engine.progress import enable_terminal_bar
     from tasks.engine.runners import is_dask, local_prefect_server
     from tasks.engine.tables import InputError
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with local_prefect_server() if needs_server else nullcontext():
             figures = args.run(args)
-    except (FatalError, InputError, ValueError, FileNotFoundError, RuntimeError) as error:
+    except (FatalError, MachineryError, InputError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"batchflows: error: {error}", file=sys.stderr)
         return 1
     if "failed" in figures:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
-from tasks.engine.job import Job
+from tasks.engine.job import Job, RunOptions
 from tasks.engine.outcomes import Partial
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.tables import InputError
@@ -42,22 +43,41 @@ def outcome_of(answer: Answer) -> dict[str, Any]:
             "error": value["error"], "elapsed_ms": answer.elapsed_ms}
 
 
-async def describe_file(row: dict[str, Any], clients: dict[str, Any], *, limits: str) -> dict[str, Any] | Partial:
-    """Chunk-engine handler for one walked entry: its outcome from an earlier run, or a parse."""
+def record_fields(outcome: dict[str, Any]) -> dict[str, Any]:
+    """An outcome (from a parse or from the store) as a journal record's status, error and result."""
+    status = "ok" if outcome["status"] == "ok" and not outcome["error"] else outcome["status"]
+    return {"status": status, "error": outcome["error"], "result": {name: outcome[name] for name in RESULT_COLUMNS}}
+
+
+def not_here(path: bytes, reason: str, flow_host: str) -> str:
+    """The reason, with a hint when the file is missing on a worker that is not the flow's machine."""
+    host = socket.gethostname()
+    if host == flow_host or os.path.lexists(os.path.dirname(path) or b"."):
+        return reason
+    return (f"{reason} on worker {host}: the tree is not mounted there (the flow listed it on {flow_host}; "
+            f"mount it at the same path on every worker)")
+
+
+async def describe_file(row: dict[str, Any], clients: dict[str, Any], *, limits: str, flow_host: str) -> dict[str, Any] | Partial:
+    """Chunk-engine handler for one walked entry: a parse in the sandbox (the flow answers entries
+    known from an earlier run itself). `_limits` in the result tells the flow to remember it."""
     path = base64.b64decode(row["path_b64"])
     problem = entry_problem(path)
     if problem:
-        return Partial(dict.fromkeys(RESULT_COLUMNS), problem[1], problem[0])
-    known, key = clients["known"], (path, int(row["size"]), row["mtime"], VERSION)
-    outcome = known.get(*key, limits)
-    if outcome is None:
-        answer = await clients["parser"].call(os.fsdecode(path))
-        outcome = outcome_of(answer)
-        known.put(*key, limits if answer.problem in LIMITED else "", outcome)
-    result = {name: outcome[name] for name in RESULT_COLUMNS}
-    if outcome["status"] == "ok" and not outcome["error"]:
+        return Partial(dict.fromkeys(RESULT_COLUMNS), not_here(path, problem[1], flow_host), problem[0])
+    answer = await clients["parser"].call(os.fsdecode(path))
+    fields = record_fields(outcome_of(answer))
+    result = {**fields["result"], "_limits": limits if answer.problem in LIMITED else ""}
+    if fields["status"] == "ok":
         return result
-    return Partial(result, outcome["error"], outcome["status"])  # ok with a parser's note, or not ok
+    return Partial(result, fields["error"], fields["status"])  # ok with a parser's note, or not ok
+
+
+def tree_visible(root: str) -> str:
+    """Run on every worker before any chunk: "" when this machine sees the tree, else why not."""
+    if os.path.lexists(root):
+        return ""
+    return f"{root} does not exist on worker {socket.gethostname()}: mount the tree at the same path on every worker"
 
 
 @flow(name="file-metadata")
@@ -74,14 +94,15 @@ def file_metadata(root: str, output_path: str, include: list[str] | None = None,
         if not stage_tree(root, listing, tuple(include or ()), tuple(exclude or ())):
             raise InputError(f"{root}: no files" + (" matching --include/--exclude" if include or exclude else ""))
         sandbox = Sandbox("tasks.files.metadata:extract", timeout, memory_mb)
-        known = KnownFiles(Path(work_dir) / "cache" / "file-metadata.sqlite")
-        job = Job("file-metadata", functools.partial(describe_file, limits=sandbox.base_url),
-                  RESULT_COLUMNS, (sandbox, known), work_dir, version=VERSION, column_types=COLUMN_TYPES)
+        known = KnownFiles(Path(work_dir) / "cache" / "file-metadata.sqlite", VERSION, sandbox.fingerprint, record_fields)
+        handler = functools.partial(describe_file, limits=sandbox.fingerprint, flow_host=socket.gethostname())
+        job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=VERSION,
+                  column_types=COLUMN_TYPES, hooks=known, worker_check=functools.partial(tree_visible, root))
         processes = concurrency or os.cpu_count() or 2
         facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",
                  "concurrency": f"{processes} parser processes, at least one per chunk running at once"}
-        return run_job(job, listing, output_path, chunk_size=chunk_size, runner=runner, workers=workers,
-                       total_concurrency=processes * DEPTH, facts=facts)
+        return run_job(job, listing, output_path, RunOptions(chunk_size=chunk_size, runner=runner, workers=workers,
+                                                             total_concurrency=processes * DEPTH), facts=facts)
     finally:
         listing.unlink(missing_ok=True)
         stop_idle_children()  # those of this process; a Dask worker's end with the worker or when idle

@@ -9,6 +9,7 @@ empty, too large, unreadable, or the API gave up: see `error`; transient failure
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
@@ -29,7 +30,9 @@ from tasks.apis.extraction import (
 )
 from tasks.apis.llm import LlmSpec, load_prices, price_for
 from tasks.engine.job import Job
-from tasks.engine.lookups import LookupCache
+from tasks.engine.job import RunOptions
+from tasks.engine.lookups import LookupCache, RememberAnswers
+from tasks.engine.ratelimit import FileLimits
 from tasks.engine.outcomes import Failed, Partial, RowError
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
@@ -81,23 +84,16 @@ async def delete_when_final(path: Path, work):
     return answer
 
 
-async def extract_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
-                       version: str, extracted: str) -> dict[str, Any] | Partial:
-    """Realtime handler: download, one Messages call with the PDF, validated fields. A file extracted
-    with success before (same id, md5 and settings; e.g. before files were added to the folder and the
-    chunks shifted) is taken from the `extracted` store: no download, no call."""
-    store, key = LookupCache.shared(extracted), file_key(row, version)
-    if key in (known := store.get([key])):
-        return known[key]
+async def extract_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int,
+                       max_bytes: int) -> dict[str, Any] | Partial:
+    """Realtime handler: download, one Messages call with the PDF, validated fields. (A file extracted
+    with success before, with the same id, md5 and settings, is answered on the flow side.)"""
     path = await fetch_pdf(row, clients["drive"], downloads, max_bytes)
     llm = clients["llm"]
     tokens = await asyncio.to_thread(estimate_tokens, path, max_tokens)
     params = await asyncio.to_thread(request_params, path, max_tokens)
     message = await delete_when_final(path, llm.message(params, tokens, SYSTEM))
-    answer = outcome(message, llm.cost(message.usage))
-    if isinstance(answer, dict):
-        store.put({key: answer}, {})
-    return answer
+    return outcome(message, llm.cost(message.usage))
 
 
 def file_key(row: dict[str, Any], version: str) -> str:
@@ -159,7 +155,7 @@ def list_folder(drive: DriveSpec, folder_id: str, recursive: bool, listing: str,
     """Write the folder's PDFs (paged listing, sub-folders when asked) to `listing` as JSON lines;
     with `only`, just those file ids. Returns the number of files."""
     async def go() -> list[dict]:
-        client = drive.client(1, work_dir)
+        client = drive.client(1, FileLimits(work_dir))
         async with client:
             files = await client.list_folder(folder_id, recursive=recursive)
         client.close()
@@ -230,24 +226,24 @@ def prescription_extraction(
                   max_tokens, price=price, timeout=claude_timeout)
     version = hashlib.sha256(repr((model, max_tokens, SYSTEM, TOOL)).encode()).hexdigest()[:16]
     settings = {"downloads": str(folder / "downloads"), "max_tokens": max_tokens, "max_bytes": max_pdf_bytes}
-    options = {"runner": runner, "workers": workers, "total_concurrency": concurrency, "chunk_size": chunk_size}
+    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency)
     facts = {"folder": f"`{folder_id}`", "files listed": f"{listed:,}", "model": model, "mode": mode}
     common = {"key_column": "id", "work_dir": work_dir, "version": version, "ok_label": "success"}
     if mode == "realtime":
-        extracted = str(Path(work_dir) / "cache" / "prescriptions-extracted.sqlite")
-        job = Job("prescription-extraction", functools.partial(extract_file, version=version, extracted=extracted,
-                                                               **settings), RESULTS, (drive, llm),
-                  totals=RESULTS[1:], **common)
-        figures = run_job(job, listing, output_path, limit=limit, facts=facts, **options)
+        extracted = LookupCache(Path(work_dir) / "cache" / "prescriptions-extracted.sqlite")
+        job = Job("prescription-extraction", functools.partial(extract_file, **settings), RESULTS, (drive, llm),
+                  totals=RESULTS[1:], hooks=RememberAnswers(extracted, functools.partial(file_key, version=version)),
+                  **common)
+        figures = run_job(job, listing, output_path, dataclasses.replace(options, limit=limit), facts=facts)
     else:
-        batches = BatchSpec(llm, poll_seconds=poll_seconds)
+        batches = BatchSpec(llm, str(Path(work_dir) / "cache" / "message-batches.sqlite"), poll_seconds=poll_seconds)
         submit = Job("prescriptions-submit", functools.partial(submit_file, version=version, **settings),
                      ("batch_id",), (drive, batches), concurrency=chunk_size, **common)
         submitted = str(folder / f"{name}-submitted-{version}.jsonl")
-        run_job(submit, listing, submitted, limit=limit, **{**options, "total_concurrency": None})
+        run_job(submit, listing, submitted, dataclasses.replace(options, limit=limit, total_concurrency=None))
         collect = Job("prescription-extraction", functools.partial(collect_file, version=version, **settings),
                       RESULTS, (drive, batches), concurrency=chunk_size, totals=RESULTS[1:], **common)
-        figures = run_job(collect, submitted, output_path, facts=facts, projected_rows=listed if limit else None,
-                          **{**options, "total_concurrency": None})
+        figures = run_job(collect, submitted, output_path, dataclasses.replace(options, total_concurrency=None),
+                          facts=facts, projected_rows=listed if limit else None)
     figures["failed_files"] = str(failed_files(output_path))
     return {**figures, "files_listed": listed}

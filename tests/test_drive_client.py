@@ -5,6 +5,7 @@ import hashlib
 
 import pytest
 
+from tasks.engine.ratelimit import FileLimits
 from tasks.apis.http import ApiSpec
 from tasks.apis.drive import MAX_NAME, Drive, safe_name, status_of
 from tasks.apis.http import RetryPolicy
@@ -16,7 +17,7 @@ def run(emulator, work, coroutine_fn, rate=None):
                    retry=RetryPolicy(max_attempts=4, backoff_base=0.05))
 
     async def go():
-        api = spec.client(8, str(work))
+        api = spec.client(8, FileLimits(work))
         async with api:
             result = await coroutine_fn(Drive(api, f"{emulator.url}/drive/v3/"))
         api.close()

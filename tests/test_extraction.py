@@ -4,6 +4,7 @@ import asyncio
 import pytest
 
 from emulators.prescriptions import write_corrupt_pdf, write_image_only_pdf, write_prescription_pdf
+from tasks.engine.ratelimit import FileLimits
 from tasks.apis.extraction import SYSTEM, estimate_tokens, interpret, request_params
 from tasks.engine.outcomes import RowError
 from tasks.apis.llm import DEFAULT_PRICES, LlmSpec
@@ -24,7 +25,7 @@ def extract_all(emulator, work, pdfs):
         return (*interpret(message), client.cost(message.usage))
 
     async def go():
-        client = spec.client(4, str(work))
+        client = spec.client(4, FileLimits(work))
         async with client:
             results = await asyncio.gather(*(one(client, pdf) for pdf in pdfs))
         client.close()

@@ -118,14 +118,14 @@ def test_rerun_parses_only_files_that_changed(workspace):
     assert first["requests"] == 12 and first["statuses"] == {"ok": 11, "timeout": 1}
 
     again = file_metadata(str(root), str(out), timeout=1.0, chunk_size=4)
-    assert (again["requests"], again["chunks_cached"]) == (0, again["chunks"])  # nothing parsed again
+    assert (again["requests"], again["chunks_done_before"]) == (0, again["chunks"])  # nothing parsed again
     pd.testing.assert_frame_equal(read_output(out), before)
 
     samples.write_wav(root / "f00.wav", seconds=2.0)  # changed: another size
     samples.write_png(root / "a-new.png", 7, 5)  # new, first in walk order: every chunk's rows shift
     changed = file_metadata(str(root), str(out), timeout=1.0, chunk_size=4)
     after = read_output(out).set_index("path")
-    assert changed["requests"] == 2 and changed["chunks_cached"] == 0  # the others come from the store
+    assert changed["requests"] == 2 and changed["chunks_done_before"] == 0  # the others come from the store
     assert after.loc[str(root / "f00.wav"), "duration_s"] == 2.0 and after.loc[str(root / "a-new.png"), "width"] == 7
     assert after.loc[str(root / "loop.jpg"), "status"] == "timeout"
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tasks.apis.llm import LlmClient, LlmSpec
@@ -46,6 +44,7 @@ class BatchSpec:
     `client()` gives the per-chunk `BatchClient` (the chunk engine's API protocol)."""
 
     llm: LlmSpec
+    store: str  # the SQLite file of custom_id -> batch id (on a cluster, each worker keeps its own)
     poll_seconds: float = 30.0
     max_requests: int = 10_000
     max_bytes: int = 64 << 20  # of request JSON per batch (the API takes 256 MB; this bounds memory)
@@ -56,8 +55,7 @@ class BatchSpec:
         return self.llm.fingerprint
 
     def client(self, concurrency: int, limits: Limits) -> "BatchClient":
-        store = BatchStore.shared(str(Path(tempfile.gettempdir()) / "batchflows" / "message-batches.sqlite"))
-        return BatchClient(self, self.llm.client(concurrency, limits), store)
+        return BatchClient(self, self.llm.client(concurrency, limits), BatchStore.shared(self.store))
 
 
 class BatchClient:

@@ -129,6 +129,9 @@ class OutboxHooks:
             result = record["result"]
             self.box.record(row["idempotency_key"], "sent", result["provider_id"], result["message_status"])
 
+    def flush(self) -> None:
+        pass
+
 
 async def _delivered(api: ApiClient, key: str) -> dict[str, Any] | None:
     """The provider's record of the key, or None if it never got it."""

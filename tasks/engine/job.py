@@ -69,11 +69,14 @@ Record = dict[str, Any]  # {"row", "status", "error", "result", "retryable"}: on
 class RowHooks(Protocol):
     """Flow-side work around the rows a chunk sends (stores that must stay consistent live here,
     never on a worker): `prepare` answers rows known from an earlier run (returned as records) and
-    may add fields to the others; `finished` sees every record as it arrives, with its row."""
+    may add fields to the others; `finished` sees every record as it arrives, with its row; `flush`
+    ends each batch of them (one commit per batch, not per row)."""
 
     def prepare(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Record]]: ...
 
     def finished(self, row: dict[str, Any], record: Record) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 Handler = Callable[[dict[str, Any], dict[str, Any]], Awaitable[Any]]
@@ -96,6 +99,7 @@ class Job:
     ok_label: str = "ok"  # the output's word for an ok row (e.g. "success")
     column_types: dict[str, str] = field(default_factory=dict)  # result column -> pandas dtype ("Int64" ...)
     hooks: Any = None  # RowHooks, run on the flow side
+    worker_check: Callable[[], str] | None = None  # run on every worker first: "" or why it cannot work
 
     @functools.cached_property
     def fingerprint(self) -> str:

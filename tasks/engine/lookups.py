@@ -94,6 +94,33 @@ class AttachAnswers:
     def finished(self, row: dict[str, Any], record: dict[str, Any]) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
+
+class RememberAnswers:
+    """`RowHooks` for paid work done once per key across runs: a row whose key has an answer in the
+    cache is answered from it on the flow side (never sent); an `ok` row's result is stored."""
+
+    def __init__(self, cache: LookupCache, key_of: Callable[[dict[str, Any]], str]):
+        self.cache, self.key_of, self.pending = cache, key_of, {}
+
+    def prepare(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        found = self.cache.get([self.key_of(row) for row in rows])
+        send = [row for row in rows if self.key_of(row) not in found]
+        known = [{"row": row["_row"], "status": "ok", "error": "", "result": found[self.key_of(row)]}
+                 for row in rows if self.key_of(row) in found]
+        return send, known
+
+    def finished(self, row: dict[str, Any], record: dict[str, Any]) -> None:
+        if record["status"] == "ok":
+            self.pending[self.key_of(row)] = record["result"]
+
+    def flush(self) -> None:
+        if self.pending:
+            self.cache.put(self.pending, {})
+            self.pending = {}
+
 
 def cached_lookup(job: Job, items: pd.DataFrame, cache: LookupCache, options: RunOptions) -> dict[str, Any]:
     """Look up every row of `items` (a `key` column + what the job's handler needs) that the cache

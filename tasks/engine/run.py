@@ -151,6 +151,8 @@ class Dispatcher:
                 if flight is not None and self.job.hooks is not None and record["row"] in flight.rows:
                     self.job.hooks.finished(flight.rows[record["row"]], record)
         if taken:
+            if self.job.hooks is not None:
+                self.job.hooks.flush()
             self.progress.update(self.tally.rows_done, totals=self.tally.totals)
 
     def run_pass(self, task_runner: Any, chunks: list[ChunkRef], window: int) -> None:
@@ -211,6 +213,17 @@ def open_channel(job: Job, chunks: list[ChunkRef], options: RunOptions, task_run
     return channel, channel.inbox(task_runner.client)
 
 
+def check_workers(job: Job, options: RunOptions, task_runner: Any) -> None:
+    """`job.worker_check` on every worker (on this machine for threads): one line if any says no."""
+    if job.worker_check is None:
+        return
+    answers = task_runner.client.run(job.worker_check) if is_dask(options.runner) else {"here": job.worker_check()}
+    problems = sorted({answer for answer in answers.values() if answer})
+    if problems:
+        raise FatalError(f"{len([a for a in answers.values() if a])} of {len(answers)} workers cannot work: "
+                         f"{'; '.join(problems)}")
+
+
 def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: Journal, progress: Progress) -> Tally:
     """Every chunk with work left, then follow-up passes for rows that failed transiently."""
     tally = Tally()
@@ -227,6 +240,7 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
             at_once = max(1, min(parallel_chunks(options.runner, options.workers, task_runner), len(chunks)))
             if options.total_concurrency:  # the run's concurrency is shared by the chunks running at once
                 job = dataclasses.replace(job, concurrency=max(1, math.ceil(options.total_concurrency / at_once)))
+            check_workers(job, options, task_runner)
             channel, inbox = open_channel(job, chunks, options, task_runner)
             dispatcher = Dispatcher(job, journal, channel, inbox, progress, tally)
             try:

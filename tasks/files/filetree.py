@@ -12,13 +12,11 @@ import json
 import os
 import sqlite3
 import stat
-import time
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from tasks.engine.lookups import SqliteStore
-from tasks.engine.outcomes import CallStats
 
 
 def _matches(relative: bytes, patterns: tuple[str, ...]) -> bool:
@@ -113,50 +111,46 @@ def entry_problem(path: bytes) -> tuple[str, str] | None:
 
 
 class KnownFiles(SqliteStore):
-    """The outcome of each file from earlier runs, keyed by its exact path; also the engine "api"
-    `known` (each chunk gets a `KnownFilesSession`). An outcome counts only if the size, mtime and
-    extractor version are the same, and, for an outcome the limits caused (timeout, memory cap),
-    the limits too."""
+    """The outcome of each file from earlier runs, keyed by its exact path, on the flow side (the
+    engine's `RowHooks`): a walked entry whose size, mtime and extractor version are unchanged is
+    answered from here and never sent to a worker; an outcome the limits caused (timeout, memory
+    cap) counts only under the same limits. New outcomes are written in batches, one commit per
+    take of finished rows."""
 
     TABLES = ("files (path BLOB PRIMARY KEY, size INTEGER, mtime TEXT, version TEXT, limits TEXT, outcome BLOB)",)
-    name, base_url = "known", "sqlite:known-files"
 
-    def client(self, concurrency: int, state_dir: str) -> "KnownFilesSession":
-        return KnownFilesSession(self._connect())
-
-
-class KnownFilesSession:
-    """One chunk's connection: lookups, and new outcomes written in batches (a write lock held for
-    milliseconds every `every` seconds, not one commit per file), the rest when the chunk ends."""
-
-    def __init__(self, db: sqlite3.Connection, every: float = 0.5):
-        self.db, self.every, self.stats = db, every, CallStats()
+    def __init__(self, path: str | os.PathLike, version: str, limits: str, answer: Callable[[dict], dict]):
+        super().__init__(path)
+        self.version, self.limits, self.answer = version, limits, answer  # answer: an outcome -> a record's fields
+        self.db: sqlite3.Connection = self._connect()
         self.pending: list[tuple] = []
-        self.written = time.monotonic()
 
-    async def __aenter__(self) -> "KnownFilesSession":
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.flush()
-
-    def close(self) -> None:
-        self.db.close()
-
-    def get(self, path: bytes, size: int, mtime: str | None, version: str, limits: str) -> dict[str, Any] | None:
+    def _get(self, path: bytes, size: int, mtime: str | None) -> dict[str, Any] | None:
         row = self.db.execute("SELECT size, mtime, version, limits, outcome FROM files WHERE path = ?", (path,)).fetchone()
-        if row is None or (row[0], row[1], row[2]) != (size, mtime, version) or row[3] not in ("", limits):
+        if row is None or (row[0], row[1], row[2]) != (size, mtime, self.version) or row[3] not in ("", self.limits):
             return None
         return json.loads(zlib.decompress(row[4]))
 
-    def put(self, path: bytes, size: int, mtime: str | None, version: str, limits: str, outcome: dict) -> None:
-        self.pending.append((path, size, mtime, version, limits, zlib.compress(json.dumps(outcome).encode())))
-        if time.monotonic() - self.written >= self.every:
-            self.flush()
+    def prepare(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        send, known = [], []
+        for row in rows:
+            outcome = self._get(base64.b64decode(row["path_b64"]), int(row["size"]), row["mtime"])
+            if outcome is None:
+                send.append(row)
+            else:
+                known.append({"row": row["_row"], **self.answer(outcome)})
+        return send, known
+
+    def finished(self, row: dict[str, Any], record: dict[str, Any]) -> None:
+        result = record.get("result") or {}
+        if "_limits" in result:  # a parse, not a problem with the entry itself
+            outcome = {**{k: v for k, v in result.items() if k != "_limits"}, "status": record["status"],
+                       "error": record["error"]}
+            self.pending.append((base64.b64decode(row["path_b64"]), int(row["size"]), row["mtime"], self.version,
+                                 result["_limits"], zlib.compress(json.dumps(outcome).encode())))
 
     def flush(self) -> None:
         if self.pending:
             with self.db:
                 self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", self.pending)
             self.pending = []
-        self.written = time.monotonic()
