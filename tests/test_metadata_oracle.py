@@ -25,6 +25,7 @@ FAMILIES = {
     "asf": {"asf", "wma", "wmv"},
     "dicom": {"dicom", "acr", "dcm", "acr-nema"},
     "text": {"txt", "xml", "html", "json", "csv"},
+    "zip": {"zip", "jar", "whl", "apk", "egg", "xpi"},
     "jpeg": {"jpeg", "jpg"},
     "tiff": {"tiff", "tif"},
     "wav": {"wav", "wav (rf64)", "rf64"},
