@@ -3,7 +3,6 @@ chain), FLAC, Ogg (Vorbis, Opus, FLAC, Speex, and Theora video: its frame size f
 AC-3. A cut Ogg file is told by its last page running past the end of the file."""
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from tasks.files.found import Found, HeaderError, read_at, tail, text

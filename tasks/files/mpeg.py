@@ -6,7 +6,6 @@ span is the duration."""
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass, field
 
 from tasks.files.audio import first_frame
