@@ -1,8 +1,9 @@
-"""The file-metadata flow end to end on a real Prefect server: real, generated and hostile files,
+"""The file-metadata flow end to end on a real Prefect server: generated, hostile and this machine's files,
 every walked entry once in walk order, hang-proofing, resume by (path, size, mtime), Dask processes."""
 import base64
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,9 +12,12 @@ import pytest
 from conftest import latest_run_artifacts, run_cli
 from flows.file_metadata import file_metadata
 from tasks.samples import files as samples
+from tasks.samples import handmade
 from tasks.engine.tables import InputError
 
-REAL = {"python.png": "png", "pluck-pcm16.wav": "wav", "recarray_from_file.fits": "fits", "favicon.ico": "ico"}
+MADE = {"wide.psd": ("psd", lambda p: handmade.write_psd(p, 120, 40)), "pixels.svg": ("svg", lambda p: handmade.write_svg(
+    p, "120", "80")), "sans.afm": ("afm", handmade.write_afm), "old.acr": ("acr-nema", lambda p: handmade.write_acr_nema(
+    p, 12, 20)), "python": ("elf", lambda p: Path(shutil.copy(os.path.realpath(sys.executable), p)))}
 
 
 def unreadable_file(path: Path) -> bool:
@@ -37,13 +41,11 @@ def hostile_tree(root: Path) -> tuple[list[bytes], dict[bytes, tuple[str, str]]]
     """Real, generated and hostile entries; returns the names in walk order and (status, error) by name."""
     (root / "sub").mkdir(parents=True)
     (root / "skipped").mkdir()
-    (root / "real").mkdir()
+    (root / "made").mkdir()
     expect: dict[bytes, tuple[str, str]] = {}
-    for name in REAL:
-        found = [p for p in samples.real_files() if p.name == name]
-        if found:
-            shutil.copy(found[0], root / "real" / name)
-            expect[f"real/{name}".encode()] = ("ok", "")
+    for name, (_, write) in MADE.items():  # formats no library here writes, and this machine's Python
+        write(root / "made" / name)
+        expect[f"made/{name}".encode()] = ("ok", "")
     samples.write_wav(root / "a.wav")
     samples.write_png(root / "b.png")
     samples.write_fits(root / "c.fits")
@@ -59,7 +61,8 @@ def hostile_tree(root: Path) -> tuple[list[bytes], dict[bytes, tuple[str, str]]]
     (root / "sub" / "up").symlink_to("..")
     samples.write_pdf(root / "zz.pdf")
     expect.update({
-        b"a.wav": ("ok", ""), b"b.png": ("ok", ""), b"c.fits": ("ok", ""), b"cut.png": ("ok", ""),
+        b"a.wav": ("ok", ""), b"b.png": ("ok", ""), b"c.fits": ("ok", ""),
+        b"cut.png": ("ok", "cut file? no IEND chunk at the end"),
         b"empty.mp4": ("unsupported", "empty file (0 bytes)"), b"fifo": ("unsupported", "not a regular file: a named pipe"),
         b"loop.jpg": ("timeout", "no answer within 1 s: the parser was killed"), b"new\nline.wav": ("ok", ""),
         b"noise.mp4": ("unsupported", "unknown format"), b"odd\xff\xfe.png": ("ok", ""),
@@ -91,9 +94,7 @@ def test_every_entry_once_in_walk_order_with_a_status_and_a_reason(workspace):
     assert (by_name[b"new\nline.wav"]["duration_s"], by_name[b"new\nline.wav"]["sample_rate"]) == (0.25, 8000)
     assert (by_name[b"zz.pdf"]["format"], by_name[b"zz.pdf"]["page_count"]) == ("pdf", 2)
     assert (by_name[b"cut.png"]["width"], by_name[b"c.fits"]["title"]) == (40, "M31")
-    for name, fmt in REAL.items():
-        if f"real/{name}".encode() in by_name:
-            assert by_name[f"real/{name}".encode()]["format"] == fmt
+    assert {name: by_name[f"made/{name}".encode()]["format"] for name in MADE} == {n: f for n, (f, _) in MADE.items()}
     assert by_name[b"loop.jpg"]["elapsed_ms"] >= 990 and by_name[b"a.wav"]["size"] == (root / "a.wav").stat().st_size
     assert figures["statuses"]["timeout"] == 1 and figures["timeouts"] == 1
     summary = latest_run_artifacts()["file-metadata-summary"]

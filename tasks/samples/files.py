@@ -1,30 +1,15 @@
-"""Sample files for the file-metadata tests and benchmark: real files found on the machine (Python's
-own test data, images shipped in installed packages, OS documentation) and small generated ones, in
-each format the flow reads, plus hostile ones (a JPEG whose EXIF chain loops, truncated copies)."""
+"""Sample files for the file-metadata tests: small generated ones in the formats the flow reads, plus
+hostile ones (a JPEG whose EXIF chain loops, truncated copies). The machine's own files and media from
+ffmpeg are gathered by tasks/samples/corpus.py."""
 from __future__ import annotations
 
 import datetime as dt
 import random
-import shutil
 import struct
-import sysconfig
 import wave
 import zipfile
 import zlib
 from pathlib import Path
-
-
-def real_files() -> list[Path]:
-    """Media files nobody here wrote, from what is installed: CPython's test data, numpy's FITS test
-    file, images shipped with Prefect, PDFs and sounds under /usr/share (whatever exists)."""
-    stdlib_tests = Path(sysconfig.get_paths()["stdlib"]) / "test"
-    site = Path(sysconfig.get_paths()["purelib"])
-    candidates = [*sorted((stdlib_tests / "imghdrdata").glob("python.*")),
-                  *sorted((stdlib_tests / "audiodata").glob("pluck-pcm*")),
-                  site / "numpy" / "_core" / "tests" / "data" / "recarray_from_file.fits",
-                  *sorted((site / "prefect" / "server" / "ui" / "ico").glob("*")),
-                  *sorted(Path("/usr/share/doc").glob("*/*.pdf"))[:3]]
-    return [path for path in candidates if path.is_file()]
 
 
 def write_wav(path: Path, seconds: float = 0.5, rate: int = 8000, channels: int = 1) -> Path:
@@ -243,27 +228,3 @@ def write_truncated(path: Path, source: Path, keep: float = 0.5) -> Path:
 GENERATORS = {"wav": write_wav, "png": write_png, "fits": write_fits, "h5": write_hdf5, "nc": write_netcdf,
               "dcm": write_dicom, "pdf": write_pdf, "docx": write_docx, "xlsx": write_xlsx, "avi": write_avi,
               "mp4": write_mp4, "mkv": write_mkv}
-VARIANTS = {"wav": lambda n: {"seconds": 0.1 + n / 10, "rate": (8000, 22050, 44100)[n % 3], "channels": 1 + n % 2},
-            "png": lambda n: {"width": 8 + 16 * n, "height": 6 + 9 * n}, "fits": lambda n: {"width": 10 + n, "height": 8 + n},
-            "pdf": lambda n: {"pages": 1 + n}, "avi": lambda n: {"frames": 25 * (n + 1)},
-            "mp4": lambda n: {"seconds": 1.0 + n}, "mkv": lambda n: {"seconds": 2.0 + n},
-            "dcm": lambda n: {"rows": 16 + n, "columns": 16 + 2 * n}}
-
-
-def write_mixed_tree(root: Path, count: int, variants: int = 6, per_folder: int = 200) -> Path:
-    """`count` files in folders of `per_folder`: copies of the machine's real media files and of
-    generated ones in every format above (a few variants each), plus a few damaged ones."""
-    templates = root.parent / f".{root.name}-templates"
-    templates.mkdir(parents=True, exist_ok=True)
-    sources = list(real_files())
-    for kind, write in GENERATORS.items():
-        for n in range(variants if kind in VARIANTS else 1):
-            sources.append(write(templates / f"{kind}-{n}.{kind}", **VARIANTS.get(kind, lambda n: {})(n)))
-    sources += [write_truncated(templates / "cut.mkv", sources[-1]), write_random(templates / "noise.mp4")]
-    for n in range(count):
-        source = sources[n % len(sources)]
-        folder = root / f"d{n // per_folder:04d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, folder / f"{n:07d}-{source.name}")
-    shutil.rmtree(templates)
-    return root
