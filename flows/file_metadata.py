@@ -45,8 +45,8 @@ def outcome_of(answer: Answer) -> dict[str, Any]:
 
 def record_fields(outcome: dict[str, Any]) -> dict[str, Any]:
     """An outcome (from a parse or from the store) as a journal record's status, error and result."""
-    status = "ok" if outcome["status"] == "ok" and not outcome["error"] else outcome["status"]
-    return {"status": status, "error": outcome["error"], "result": {name: outcome[name] for name in RESULT_COLUMNS}}
+    return {"status": outcome["status"], "error": outcome["error"],
+            "result": {name: outcome[name] for name in RESULT_COLUMNS}}
 
 
 def not_here(path: bytes, reason: str, flow_host: str) -> str:
@@ -68,7 +68,7 @@ async def describe_file(row: dict[str, Any], clients: dict[str, Any], *, limits:
     answer = await clients["parser"].call(os.fsdecode(path))
     fields = record_fields(outcome_of(answer))
     result = {**fields["result"], "_limits": limits if answer.problem in LIMITED else ""}
-    if fields["status"] == "ok":
+    if fields["status"] == "ok" and not fields["error"]:
         return result
     return Partial(result, fields["error"], fields["status"])  # ok with a parser's note, or not ok
 
