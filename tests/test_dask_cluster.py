@@ -1,60 +1,112 @@
-"""An existing Dask cluster (`dask scheduler` + two `dask worker` processes on loopback) runs the chunks."""
+"""Every workload on a Dask cluster whose workers share nothing with the flow but the network
+(tests/isolated_cluster.py: own /tmp, HOME, work dir and hostname; code and venv read-only)."""
 import os
-import socket
-import subprocess
+import signal
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
-import pytest
-from distributed import Client
-from test_card_flow import run_flow
+from conftest import kill_when, read_table, run_cli, write_config
+
+from flows.card_recommendations import card_recommendations
+from flows.file_metadata import file_metadata
+from tasks.samples import files as samples
+from tasks.samples.tables import write_users
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def cards(workspace, emulator, address, rows, out="out.csv", **processing):
+    users = workspace / "users.csv"
+    if not users.exists():
+        write_users(users, rows)
+    config = write_config(workspace / "config.json", emulator.url, **processing)
+    figures = card_recommendations(str(users), str(workspace / out), str(config), runner=address)
+    return figures, read_table(workspace / out)
 
 
-@pytest.fixture
-def dask_cluster(tmp_path):
-    dask = str(Path(sys.executable).parent / "dask")
-    address = f"tcp://127.0.0.1:{free_port()}"
-    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                                   "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    time.sleep(1)
-    for n in range(2):  # the workers get PREFECT_API_URL from this environment, not the CARD_API_KEY
-        env = {k: v for k, v in os.environ.items() if k != "CARD_API_KEY"}
-        processes.append(subprocess.Popen(
-            [dask, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard", "--name", f"w{n}"],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    with Client(address, timeout=60) as client:
-        client.wait_for_workers(2, timeout=60)
-        pids = set(client.run(os.getpid).values())
-    yield address, pids
-    for process in reversed(processes):
-        process.terminate()
-        process.wait(20)
-
-
-def test_existing_cluster_runs_the_chunks_within_the_rate_limit(workspace, emulator, dask_cluster):
-    address, worker_pids = dask_cluster
-    emulator.configure("cards", latency=0.05, rate_limit=40)
-    figures, out, _ = run_flow(workspace, emulator, rows=400, runner=address,
-                               processing={"chunk_size": 50, "concurrency": 40, "rate_limit_per_minute": 2400})
-    assert len(out) == 400 and (out.status == "ok").all()
+def test_card_recommendations_equal_a_thread_run_within_the_limit(workspace, emulator, fresh_isolated_cluster):
+    cluster = fresh_isolated_cluster
+    emulator.configure("cards", latency=0.05, rate_limit=40)  # any excess is answered 429
+    figures, out = cards(workspace, emulator, cluster.address, 600, chunk_size=50, concurrency=40,
+                         rate_limit_per_minute=2400)
     stats = emulator.stats("cards")
-    assert stats["max_1s"] <= 40 and stats["statuses"] == {"200": 400}
-    used = {int(worker.rsplit(":", 1)[1]) for worker in figures["chunks_per_worker"]}
-    assert used == worker_pids  # both cluster workers ran chunks, nothing ran in this process
-    assert sum(figures["chunks_per_worker"].values()) == figures["chunks"] == 8
-    with Client(address, timeout=60) as client:  # the workers' own count of the tasks they executed
-        executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
-    assert len(executed) == 2 and min(executed.values()) > 0 and sum(executed.values()) == 8
-    emulator.configure("cards", rate_limit=None)  # the same input on threads, from scratch (own work dir)
-    _, threaded, _ = run_flow(workspace, emulator, runner="thread", out="threads.csv",
-                              processing={"chunk_size": 50, "work_dir": str(workspace / "thread-work")})
+    assert len(out) == 600 and (out.status == "ok").all()
+    assert stats["max_1s"] <= 40 and stats["statuses"] == {"200": 600}
+    hosts = {worker.split(":")[0] for worker in figures["chunks_per_worker"]}
+    assert hosts == {w.hostname for w in cluster.workers.values()}  # both workers, nothing in this process
+    emulator.configure("cards", rate_limit=None)
+    _, threaded = cards(workspace, emulator, "thread", 600, out="threads.csv", chunk_size=50,
+                        work_dir=str(workspace / "thread-work"))
     pd.testing.assert_frame_equal(out, threaded)
-    assert emulator.stats("cards")["total"] == 800  # the thread run sent its own 400 requests
+
+
+def test_a_killed_flow_resumes_paying_only_for_the_rows_in_flight(workspace, emulator, fresh_isolated_cluster):
+    users = workspace / "users.csv"
+    write_users(users, 1200)
+    config = write_config(workspace / "config.json", emulator.url, chunk_size=150, concurrency=20)
+    emulator.configure("cards", latency=0.2)
+    command = [sys.executable, "-m", "flows.cli", "card-recommendations", str(users), "-o", str(workspace / "out.csv"),
+               "--config", str(config), "--runner", fresh_isolated_cluster.address]
+    kill_when(command, lambda: emulator.stats("cards")["ok_keys"] >= 400)
+    assert emulator.stats("cards")["ok_keys"] < 1200
+    time.sleep(1)  # the killed run's chunks hear that their flow run is gone and stop
+    rerun = run_cli(*command[3:])
+    assert rerun.returncode == 0, rerun.stderr
+    out = read_table(workspace / "out.csv")
+    stats = emulator.stats("cards")
+    assert len(out) == 1200 and (out.status == "ok").all() and stats["ok_keys"] == 1200
+    # repeated: the 20 requests in flight at the kill, and what a chunk finished in its last 0.25 s
+    assert len(stats["ok_repeated_keys"]) <= 20 + 2 * 20, stats["ok_repeated_keys"]
+
+
+def test_a_worker_killed_mid_chunk_repeats_at_most_its_work_in_flight(workspace, emulator, fresh_isolated_cluster):
+    cluster = fresh_isolated_cluster
+    emulator.configure("cards", latency=0.2)
+    victim = cluster.workers["w1"]
+    users = workspace / "users.csv"
+    write_users(users, 800)
+    config = write_config(workspace / "config.json", emulator.url, chunk_size=200, concurrency=20)
+
+    def kill_soon():
+        while emulator.stats("cards")["ok_keys"] < 150:
+            time.sleep(0.05)
+        os.kill(victim.pid, signal.SIGKILL)
+
+    import threading
+
+    killer = threading.Thread(target=kill_soon, daemon=True)
+    killer.start()
+    figures = card_recommendations(str(users), str(workspace / "out.csv"), str(config), runner=cluster.address)
+    killer.join()
+    out = read_table(workspace / "out.csv")
+    stats = emulator.stats("cards")
+    assert not victim.alive()
+    assert len(out) == 800 and (out.status == "ok").all() and figures["ok"] == 800
+    assert len(stats["ok_repeated_keys"]) <= 10 + 10, stats["ok_repeated_keys"]  # its 10 in flight + one flush
+
+
+def test_file_metadata_reads_a_tree_every_worker_mounts(workspace, fresh_isolated_cluster):
+    cluster = fresh_isolated_cluster
+    root = cluster.shared / f"tree-{os.getpid()}-{time.monotonic_ns()}"
+    root.mkdir()
+    for n, write in enumerate((samples.write_wav, samples.write_png, samples.write_pdf, samples.write_fits) * 3):
+        write(root / f"f{n:02d}.{write.__name__.removeprefix('write_')}")
+    dask = file_metadata(str(root), str(workspace / "dask.jsonl"), chunk_size=4, runner=cluster.address)
+    thread = file_metadata(str(root), str(workspace / "thread.jsonl"), chunk_size=4)
+    assert dask["requests"] == 12 and dask["statuses"] == {"ok": 12}
+    assert thread["requests"] == 0  # known from the cluster run: the flow side kept every outcome
+    drop = lambda frame: frame.drop(columns=["elapsed_ms"])  # noqa: E731
+    pd.testing.assert_frame_equal(drop(pd.read_json(workspace / "dask.jsonl", lines=True)),
+                                  drop(pd.read_json(workspace / "thread.jsonl", lines=True)))
+
+
+def test_a_tree_the_workers_cannot_see_stops_before_any_parse(workspace, fresh_isolated_cluster):
+    root = workspace / "local-tree"  # the workers' view of this folder is an empty tmpfs
+    root.mkdir()
+    samples.write_wav(root / "a.wav")
+    result = run_cli("file-metadata", str(root), "-o", str(workspace / "out.csv"), "--runner",
+                     fresh_isolated_cluster.address)
+    assert result.returncode == 1
+    error = [line for line in result.stderr.splitlines() if line.startswith("batchflows: error:")]
+    assert error == [f"batchflows: error: 2 of 2 workers cannot work: {root} does not exist on worker w1: mount the "
+                     f"tree at the same path on every worker; {root} does not exist on worker w2: mount the tree at "
+                     "the same path on every worker"]
