@@ -6,11 +6,15 @@
   python bench/card_benchmark.py emulator # what the emulator sustains (so it is not the bottleneck)
   python bench/card_benchmark.py kill     # SIGKILL mid-run, rerun: requests repeated for rows already done
 
+`--runner isolated` runs (a) and (c) on a Dask cluster of 2 workers that share nothing with the flow
+but the network (tests/isolated_cluster.py: own mounts and hostname; needs root).
+
 Prefect runs against a local `prefect server start` (started here), so server start-up is not timed.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -115,16 +119,16 @@ def peak_rss(command: list[str], env: dict) -> tuple[int, float, int]:
     return peak, time.monotonic() - started, process.returncode
 
 
-def bench_memory(directory: Path, sizes: list[int]) -> None:
+def bench_memory(directory: Path, sizes: list[int], runner: str) -> None:
     with Emulator({"cards": {"api_key": KEY}}) as emulator:
         for rows in sizes:
             users = write_users(directory / f"users-{rows}.csv", rows)
             config = config_file(directory, emulator.url, concurrency=200, rate_limit_per_minute=None, chunk_size=200)
             env = {**os.environ, "CARD_API_KEY": KEY, "BATCHFLOWS_WORK_DIR": str(directory / f"work-{rows}")}
             command = [sys.executable, "-m", "flows.cli", "card-recommendations", str(users),
-                       "-o", str(directory / f"out-{rows}.parquet"), "--config", str(config)]
+                       "-o", str(directory / f"out-{rows}.parquet"), "--config", str(config), "--runner", runner]
             peak, seconds, rc = peak_rss(command, env)
-            print(f"(c) {rows:>9,} rows: peak RSS {peak / 2**20:,.0f} MiB, {seconds:,.0f} s "
+            print(f"(c) {rows:>9,} rows, runner {runner}: flow process peak RSS {peak / 2**20:,.0f} MiB, {seconds:,.0f} s "
                   f"({rows / seconds:,.0f} rows/s end to end, incl. start-up), exit {rc}", flush=True)
             emulator.reset()
 
@@ -177,24 +181,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["rate", "oldway", "memory", "emulator", "kill", "all"])
     parser.add_argument("--rows", type=int, help="rows for rate (10 000) or oldway (2 000)")
-    parser.add_argument("--runner", default="thread")
+    parser.add_argument("--runner", default="thread", help="thread, dask, tcp://host:port or isolated")
     parser.add_argument("--concurrency", type=int, default=500, help="flow concurrency for oldway")
     parser.add_argument("--sizes", default="200000,2000000", help="row counts for memory")
     args = parser.parse_args()
     os.environ["CARD_API_KEY"] = KEY
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the emulator and server on kill
     directory = Path(tempfile.mkdtemp(prefix="bench-cards-"))
-    with local_prefect_server():
+    with local_prefect_server() as api_url, contextlib.ExitStack() as stack:
+        runner = args.runner
+        if runner == "isolated":
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from isolated_cluster import IsolatedCluster
+
+            logs, shared = directory / "cluster-logs", directory / "cluster-shared"
+            logs.mkdir(), shared.mkdir()
+            cluster = stack.enter_context(IsolatedCluster.start(api_url, directory, logs, shared))
+            runner = cluster.address
         if args.part in ("emulator", "all"):
             bench_emulator()
         if args.part in ("rate", "all"):
-            bench_rate(directory, args.rows or 10_000, args.runner)
+            bench_rate(directory, args.rows or 10_000, runner)
         if args.part in ("oldway", "all"):
             bench_oldway(directory, args.rows or 2_000, args.concurrency)
         if args.part in ("kill", "all"):
             bench_kill(directory)
         if args.part in ("memory", "all"):
-            bench_memory(directory, [int(n) for n in args.sizes.split(",")])
+            bench_memory(directory, [int(n) for n in args.sizes.split(",")], runner)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Test fixtures: one real Prefect server and one emulator process for the whole session."""
+"""Test fixtures: one real Prefect server (for every test outside tests/unit/) and one emulator process
+for the whole session."""
 import os
 import tempfile
 
@@ -23,11 +24,18 @@ from tasks.engine.runners import local_prefect_server  # noqa: E402
 API_KEY = "test-key-Zq8v1Lw5"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def prefect_server():
     """A real `prefect server start` (Dask workers need one; it also makes flow calls fast)."""
     with local_prefect_server() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _prefect_for_end_to_end_tests(request):
+    """Every test outside tests/unit/ runs against the session's Prefect server; unit tests pay for none."""
+    if "unit" not in request.node.path.parent.parts[-1:]:
+        request.getfixturevalue("prefect_server")
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,7 @@ def make_task_runner(runner: str, workers: int | None = None) -> TaskRunner:
         return DaskTaskRunner(address=runner)
     n = parallel_chunks(runner, workers)
     return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None})
+                                          "dashboard_address": ":0"})
 
 
 @contextmanager
