@@ -118,6 +118,17 @@ class ErrorAnswer(Exception):
         self.response = response
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One try's outcome: a `result`, or a `problem` (with the HTTP `status` of the answer that
+    caused it, if any, and the seconds the API asked to wait)."""
+
+    result: Any = None
+    problem: str = ""
+    status: int | None = None
+    wait: float | None = None
+
+
 class ApiClient:
     """`async with ApiClient(...) as api: response = await api.request("POST", "/v1/x", json=...)`.
 
@@ -178,24 +189,24 @@ class ApiClient:
             if self.token_limiter is not None and tokens:
                 await self.token_limiter.acquire(tokens)
             self.stats.requests += 1
-            done, problem, wait = await self._attempt(send)
-            if done:
-                return problem
-            is_429 = problem.startswith("HTTP 429")
-            throttled += is_429
-            attempts += not is_429
+            attempt = await self._attempt(send)
+            if not attempt.problem:
+                return attempt.result
+            throttled += attempt.status == 429
+            attempts += attempt.status != 429
             if attempts >= self.retry.max_attempts or throttled > self.retry.max_throttled:
-                tries = attempts + throttled
-                raise RowError(f"gave up after {tries} attempts: {problem}", retryable=True)
+                raise RowError(f"gave up after {attempts + throttled} attempts: {attempt.problem}", retryable=True,
+                               status=attempt.status)
             self.stats.retries += 1
-            await asyncio.sleep(wait if wait is not None else self.retry.backoff(attempts + throttled))
+            wait = attempt.wait if attempt.wait is not None else self.retry.backoff(attempts + throttled)
+            await asyncio.sleep(wait)
 
     def pause_all(self, seconds: float) -> None:
         for limiter in self.limiters:
             limiter.pause(seconds)
 
-    async def _attempt(self, send) -> tuple[bool, Any, float | None]:
-        """One try: (True, result, None), or (False, problem text, seconds to wait or None)."""
+    async def _attempt(self, send) -> Attempt:
+        """One try: its result, or the problem to retry (raises for answers not worth retrying)."""
         try:
             async with asyncio.timeout(self.timeout):
                 result = await send()
@@ -203,17 +214,17 @@ class ApiClient:
             result = error.response
         except (TimeoutError, httpx.TimeoutException):
             self.stats.timeouts += 1
-            return False, f"timed out after {self.timeout:g} s", None
+            return Attempt(problem=f"timed out after {self.timeout:g} s")
         except (httpx.TransportError, ConnectionError) as error:
             self.stats.connection_errors += 1
-            return False, f"connection error: {type(error).__name__}: {error}"[:300], None
+            return Attempt(problem=f"connection error: {type(error).__name__}: {error}"[:300])
         status = self.status_of(result) if self.status_of else getattr(result, "status_code", 200)
         if status < 400:
-            return True, result, None
+            return Attempt(result=result)
         if status in FATAL_STATUSES:
             raise FatalError(f"{error_text(result, status=status)} from {self.base_url}: check the API key and its permissions")
         if status not in RETRY_STATUSES:
-            raise RowError(error_text(result, status=status))
+            raise RowError(error_text(result, status=status), status=status)
         wait = retry_after_seconds(result)
         if status == 429:
             self.stats.throttled += 1
@@ -223,7 +234,7 @@ class ApiClient:
             self.stats.server_errors += status >= 500
         if wait is not None:
             wait += random.uniform(0, 0.1 * wait + 0.05)  # de-synchronise the herd
-        return False, error_text(result, status=status), wait
+        return Attempt(problem=error_text(result, status=status), status=status, wait=wait)
 
 
 @dataclass(frozen=True)

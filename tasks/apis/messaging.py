@@ -138,7 +138,7 @@ async def _delivered(api: ApiClient, key: str) -> dict[str, Any] | None:
     try:
         response = await api.request("GET", PATH, params={"idempotency_key": key})
     except RowError as error:
-        if str(error).startswith("HTTP 404"):
+        if error.status == 404:
             return None
         raise
     return response.json()

@@ -10,12 +10,13 @@ from typing import Any
 class RowError(Exception):
     """This row failed; `retryable` rows are tried again in the follow-up pass and on rerun.
 
-    `bad_input` marks a problem with the row's own data: the message gets the file and row prefixed.
+    `bad_input` marks a problem with the row's own data: the message gets the file and row prefixed;
+    `status` is the API's HTTP status when an answer caused it.
     """
 
-    def __init__(self, message: str, retryable: bool = False, bad_input: bool = False):
+    def __init__(self, message: str, retryable: bool = False, bad_input: bool = False, status: int | None = None):
         super().__init__(message)
-        self.retryable, self.bad_input = retryable, bad_input
+        self.retryable, self.bad_input, self.status = retryable, bad_input, status
 
 
 class FatalError(Exception):
