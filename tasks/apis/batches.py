@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.apis.llm import LlmClient, LlmSpec
-from tasks.engine.lookups import SqliteStore
+from tasks.engine.stores import SqliteStore
 
 BATCH_DISCOUNT = 0.5  # batch requests cost half the list price
 RESUBMIT = {"expired", "canceled", "api_error", "overloaded_error"}  # worth one more try; others are final

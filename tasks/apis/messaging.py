@@ -17,7 +17,7 @@ from typing import Any
 
 from tasks.apis.http import ApiClient, RetryPolicy
 from tasks.engine.outcomes import RowError
-from tasks.engine.lookups import SqliteStore
+from tasks.engine.stores import SqliteStore
 
 PATH = "/v1/messages"
 RESULT_COLUMNS = ("message_status", "provider_id")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tasks.engine.outcomes import CallStats
-from tasks.engine.lookups import SqliteStore
+from tasks.engine.stores import SqliteStore
 
 
 def _matches(relative: bytes, patterns: tuple[str, ...]) -> bool:
