@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from tasks.apis.batches import BATCH_DISCOUNT, RESUBMIT, BatchSpec, failure_kind
+from tasks.apis.batches import BATCH_DISCOUNT, CREATE_ROUNDS, RESUBMIT, BatchSpec, NotSubmitted, failure_kind
 from tasks.engine.outcomes import Failed, Partial
 from tasks.engine.chunk import Job
 from tasks.apis.drive import DriveSpec, download_path, safe_name
@@ -32,8 +32,13 @@ from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import read_chunks
 
 LISTED = ("id", "name", "path", "size", "md5Checksum", "modifiedTime")
-RESULTS = ("fields", "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd")
+TOKENS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
+RESULTS = ("fields", *TOKENS, "cost_usd")
+COLUMN_TYPES = dict.fromkeys(TOKENS, "Int64")  # token counts stay integers in every output format
 MAX_PDF_BYTES = (32 << 20) * 3 // 4 - (64 << 10)  # a Messages request holds 32 MB; base64 adds a third
+# Drive API usage limits (developers.google.com/workspace/drive/api/guides/limits): 12,000 queries per
+# 60 s per user, the quota of projects that used the API before May 2026 (newer ones count quota units)
+DRIVE_REQUESTS_PER_MINUTE = 12_000
 
 
 async def fetch_pdf(row: dict[str, Any], drive, downloads: str, max_bytes: int) -> Path:
@@ -53,11 +58,11 @@ async def fetch_pdf(row: dict[str, Any], drive, downloads: str, max_bytes: int) 
     return path
 
 
-def outcome(message, cost: float | None) -> dict[str, Any] | Partial:
-    """A Messages answer as the row's result (status from `interpret`), with its usage and cost."""
+def outcome(message, cost: float | None, **extra: Any) -> dict[str, Any] | Partial:
+    """A Messages answer as the row's result (status from `interpret`), with its usage, cost and `extra`."""
     status, fields, error = interpret(message)
     usage = message.usage
-    result = {"fields": fields, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+    result = {**extra, "fields": fields, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
               "cache_write_tokens": usage.cache_creation_input_tokens or 0,
               "cache_read_tokens": usage.cache_read_input_tokens or 0, "cost_usd": cost}
     return {"success": result, "partial": Partial(result, error)}.get(status) or Failed(result, error)
@@ -117,7 +122,7 @@ async def submit_request(row: dict[str, Any], clients: dict, request: str, downl
     """Download the file and queue its request for the chunk's next batch; returns the batch id. A
     request submitted before (e.g. by a killed run) is neither downloaded nor submitted again."""
     batches = clients["batches"]
-    known = batches.store.batch_of(request)
+    known = await batches.submitted(request)
     if known:
         return known
     async with batches.member():
@@ -128,24 +133,39 @@ async def submit_request(row: dict[str, Any], clients: dict, request: str, downl
 
 async def collect_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
                        version: str) -> dict[str, Any] | Partial:
-    """Batch handler, second pass: the file's result; an errored or expired request is submitted once more."""
+    """Batch handler, second pass: the file's result and the batch that answered it; an errored or
+    expired request is submitted once more."""
     if row.get("status") == "failed":
         raise RowError(row.get("error") or "not submitted")
     batches = clients["batches"]
     for attempt in (1, 2):
         request = custom_id(row, version, attempt)
-        await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
-        result = await batches.result(request)
+        batch_id, result = await answer_of(row, clients, request, downloads, max_tokens, max_bytes)
         kind = failure_kind(result)
         if kind not in RESUBMIT:
             break
     download_path(row, Path(downloads)).unlink(missing_ok=True)  # the file has its final answer
     if kind != "succeeded":
         detail = getattr(getattr(getattr(result, "error", None), "error", None), "message", "")
-        raise RowError(f"batch request {kind}{f': {detail}' if detail else ''}"
-                       f"{' (after one resubmission)' if attempt == 2 else ''}")
+        return Failed({"batch_id": batch_id}, f"batch request {kind}{f': {detail}' if detail else ''}"
+                                              f"{' (after one resubmission)' if attempt == 2 else ''}")
     cost = batches.llm.cost(result.message.usage)
-    return outcome(result.message, None if cost is None else round(cost * BATCH_DISCOUNT, 8))
+    return outcome(result.message, None if cost is None else round(cost * BATCH_DISCOUNT, 8), batch_id=batch_id)
+
+
+async def answer_of(row: dict[str, Any], clients: dict, request: str, downloads: str, max_tokens: int,
+                    max_bytes: int) -> tuple[str, Any]:
+    """The batch that holds the request and its result; submitted (again) when no batch holds it
+    (a killed run's create that never reached the API)."""
+    batches = clients["batches"]
+    for _ in range(CREATE_ROUNDS):
+        await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
+        try:
+            result = await batches.result(request)
+        except NotSubmitted:
+            continue
+        return await batches.submitted(request), result
+    raise RowError(f"batch request {request} was found in no batch {CREATE_ROUNDS} times", retryable=True)
 
 
 @task(name="list-drive-folder", retries=2, retry_delay_seconds=5)
@@ -193,10 +213,11 @@ def prescription_extraction(
     folder_id: str, output_path: str, mode: str = "realtime", limit: int | None = None,
     model: str = "claude-sonnet-5", recursive: bool = False, files: str | None = None, runner: str = "thread",
     workers: int | None = None, concurrency: int = 8, chunk_size: int = 100, max_tokens: int = 1500,
-    drive_endpoint: str | None = None, drive_credentials: str | None = None, drive_requests_per_minute: float = 100,
-    anthropic_base_url: str | None = None, anthropic_key_env: str = "ANTHROPIC_API_KEY",
-    anthropic_key_block: str | None = None, requests_per_minute: float | None = 50,
-    tokens_per_minute: float | None = None, prices_file: str | None = None, poll_seconds: float = 30,
+    drive_endpoint: str | None = None, drive_credentials: str | None = None,
+    drive_requests_per_minute: float = DRIVE_REQUESTS_PER_MINUTE, anthropic_base_url: str | None = None,
+    anthropic_key_env: str = "ANTHROPIC_API_KEY", anthropic_key_block: str | None = None,
+    requests_per_minute: float | None = 50, tokens_per_minute: float | None = None, prices_file: str | None = None,
+    poll_seconds: float = BatchSpec.poll_seconds,
     max_pdf_bytes: int = MAX_PDF_BYTES, claude_timeout: float = 300, emulate: bool = False,
 ) -> dict[str, Any]:
     """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines).
@@ -232,7 +253,7 @@ def prescription_extraction(
         extracted = str(Path(work_dir) / "cache" / "prescriptions-extracted.sqlite")
         job = Job("prescription-extraction", functools.partial(extract_file, version=version, extracted=extracted,
                                                                **settings), RESULTS, (drive, llm),
-                  totals=RESULTS[1:], **common)
+                  totals=RESULTS[1:], column_types=COLUMN_TYPES, **common)
         figures = run_job(job, listing, output_path, limit=limit, facts=facts, **options)
     else:
         batches = BatchSpec(llm, poll_seconds=poll_seconds)
@@ -241,7 +262,8 @@ def prescription_extraction(
         submitted = str(folder / f"{name}-submitted-{version}.jsonl")
         run_job(submit, listing, submitted, limit=limit, **{**options, "total_concurrency": None})
         collect = Job("prescription-extraction", functools.partial(collect_file, version=version, **settings),
-                      RESULTS, (drive, batches), concurrency=chunk_size, totals=RESULTS[1:], **common)
+                      ("batch_id", *RESULTS), (drive, batches), concurrency=chunk_size, totals=RESULTS[1:],
+                      column_types=COLUMN_TYPES, **common)
         figures = run_job(collect, submitted, output_path, facts=facts, projected_rows=listed if limit else None,
                           **{**options, "total_concurrency": None})
     figures["failed_files"] = str(failed_files(output_path))
