@@ -20,9 +20,6 @@ from datetime import datetime
 
 from tasks.engine.stores import SqliteStore
 
-CLOCK_SKEW = 30.0  # seconds our clock and the API's may differ by (NTP keeps them within ~1 s)
-
-
 @dataclass(frozen=True)
 class Intent:
     """A create request as recorded before it left. `batch_id` is the batch that answered
@@ -37,14 +34,13 @@ class Intent:
     verified: bool = False
     rejected: tuple[str, ...] = ()
 
-    def window(self, reach: float) -> tuple[float, float]:
+    def window(self, reach: float, skew: float) -> tuple[float, float]:
         """When the API can have created this batch: from the first attempt to `reach` seconds
-        (how long one attempt may take) after the last, widened by the clock skew."""
-        return self.sent_at - CLOCK_SKEW, self.last_sent_at + reach + CLOCK_SKEW
+        (how long one attempt may take) after the last, widened by `skew` (our clock against the API's)."""
+        return self.sent_at - skew, self.last_sent_at + reach + skew
 
-    def matches(self, created_at: datetime, requests: int, reach: float) -> bool:
-        start, end = self.window(reach)
-        return requests == len(self.custom_ids) and start <= created_at.timestamp() <= end
+    def matches(self, window: tuple[float, float], created_at: datetime, requests: int) -> bool:
+        return requests == len(self.custom_ids) and window[0] <= created_at.timestamp() <= window[1]
 
 
 def request_total(batch) -> int:

@@ -70,6 +70,7 @@ class BatchSpec:
     max_requests: int = 10_000
     max_bytes: int = 64 << 20  # of request JSON per batch (the API takes 256 MB; this bounds memory)
     intents: str = ""
+    clock_skew: float = 30.0  # seconds our clock and the API's may differ by (NTP keeps them within ~1 s)
     name: str = "batches"
 
     @property
@@ -215,19 +216,19 @@ class BatchClient:
             intent = self.intents.get(intent_id)
             if intent is None or intent.batch_id:  # settled or voided meanwhile (e.g. by another process)
                 return intent.batch_id if intent else None
-            start, end = intent.window(reach)
-            listed = await self.llm.sdk_call(lambda sdk: _listed_since(sdk, start))
+            window = intent.window(reach, self.spec.clock_skew)
+            listed = await self.llm.sdk_call(lambda sdk: _listed_since(sdk, window[0]))
             held = self.intents.held([batch.id for batch in listed])
             candidates = sorted((batch for batch in listed if batch.id not in held and batch.id not in intent.rejected
-                                 and intent.matches(batch.created_at, request_total(batch), reach)),
+                                 and intent.matches(window, batch.created_at, request_total(batch))),
                                 key=lambda batch: abs(batch.created_at.timestamp() - intent.sent_at))
             if candidates:
                 self.intents.settle(intent.id, candidates[0].id, verified=False)
                 return candidates[0].id
-            if time.time() > end:
+            if time.time() > window[1]:
                 self.intents.void(intent.id)
                 return None
-            await asyncio.sleep(min(self.spec.poll_seconds, end - time.time()) + 0.01)
+            await asyncio.sleep(min(self.spec.poll_seconds, window[1] - time.time()) + 0.01)
 
     async def result(self, custom_id: str):
         """The request's result once its batch has ended (polled every `poll_seconds`); None if the
