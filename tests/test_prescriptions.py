@@ -5,7 +5,6 @@ import json
 import sys
 import time
 import tracemalloc
-from collections import Counter
 
 import anthropic
 import pytest

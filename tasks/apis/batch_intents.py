@@ -20,6 +20,7 @@ from datetime import datetime
 
 from tasks.engine.stores import SqliteStore
 
+
 @dataclass(frozen=True)
 class Intent:
     """A create request as recorded before it left. `batch_id` is the batch that answered
