@@ -46,6 +46,8 @@ class ClaudeSettings(Settings):
     batch_seconds: float = 2.0  # a batch ends this long after its creation
     batch_error_rate: float = 0.0  # share of batch results `errored` (api_error or overloaded_error)
     batch_expire_rate: float = 0.0  # share of batch results `expired`
+    batch_answer_delay: float = 0.0  # seconds a create's answer is held back after the batch exists
+    batch_answer_lost_rate: float = 0.0  # share of creates answered 500 although the batch exists
 
 
 class ClaudeFaults(ApiFaults):

@@ -6,6 +6,9 @@ the Messages "model" (claude.respond, usage with `service_tier: batch`) in the b
 `in_progress` for `batch_seconds`, then `ended`. `batch_error_rate` / `batch_expire_rate` make results
 `errored` (api_error or overloaded_error) or `expired`; a cancel ends the batch soon with the requests
 not done by then `canceled`; invalid params come back `errored` with an invalid_request_error.
+`batch_answer_delay` holds a create's answer back after the batch exists (a client killed meanwhile
+never learns its id) and `batch_answer_lost_rate` answers that share of creates with a 500 although
+the batch exists: what a client sees when the answer is lost on the way.
 """
 from __future__ import annotations
 
@@ -156,6 +159,10 @@ def routes(faults: ApiFaults) -> list[Route]:
             store()[batch.id] = batch
             faults.counters["batches_created"] += 1
             faults.counters["batch_requests"] += len(requests)
+            if s.batch_answer_delay:
+                await asyncio.sleep(s.batch_answer_delay)
+            if faults.chance(s.batch_answer_lost_rate):
+                raise failure(500, INJECTED["api_error"])
             return 200, batch.view(now, str(request.base_url))
 
         return await serve(request, answer)

@@ -191,13 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     rx.add_argument("--drive-endpoint", help="Drive API endpoint (default Google's; an emulator's .../drive/v3/)")
     rx.add_argument("--drive-credentials", help="service-account JSON file, 'default' (application-default "
                     "credentials) or 'anonymous' (default with --drive-endpoint)")
-    rx.add_argument("--drive-requests-per-minute", type=float, help="Drive request limit (default 100)")
+    rx.add_argument("--drive-requests-per-minute", type=float,
+                    help="Drive request limit (default 12,000: Drive's per-user quota)")
     rx.add_argument("--anthropic-base-url", help="default https://api.anthropic.com")
     rx.add_argument("--anthropic-key-env", help="env var with the key (default ANTHROPIC_API_KEY)")
     rx.add_argument("--requests-per-minute", type=float, help="Claude request limit (default 50)")
     rx.add_argument("--tokens-per-minute", type=float, help="Claude input+output token limit")
     rx.add_argument("--prices", help="JSON/YAML price table {model: {input, output}} in USD per million tokens")
-    rx.add_argument("--poll-seconds", type=float, help="batch mode: how often a batch is polled (default 30)")
+    rx.add_argument("--poll-seconds", type=float,
+                    help="batch mode: how often a batch is polled (default 60, as Anthropic's guide)")
     rx.set_defaults(run=_prescriptions)
 
     failed = commands.add_parser("prescriptions-failed", help="export the failed files of a prescriptions output")

@@ -19,7 +19,14 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from tasks.apis.batches import BATCH_DISCOUNT, RESUBMIT, BatchSpec, failure_kind
+from tasks.apis.batches import (
+    BATCH_DISCOUNT,
+    CREATE_ROUNDS,
+    RESUBMIT,
+    BatchSpec,
+    NotSubmitted,
+    failure_kind,
+)
 from tasks.apis.drive import DriveSpec, download_path, safe_name
 from tasks.apis.extraction import (
     SYSTEM,
@@ -29,19 +36,23 @@ from tasks.apis.extraction import (
     request_params,
 )
 from tasks.apis.llm import LlmSpec, load_prices, price_for
-from tasks.engine.job import Job
-from tasks.engine.job import RunOptions
+from tasks.engine.job import Job, RunOptions
 from tasks.engine.lookups import LookupCache, RememberAnswers
-from tasks.engine.ratelimit import FileLimits
 from tasks.engine.outcomes import Failed, Partial, RowError
+from tasks.engine.ratelimit import FileLimits
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import read_chunks
 from tasks.samples.emulated import run_emulated
 
 LISTED = ("id", "name", "path", "size", "md5Checksum", "modifiedTime")
-RESULTS = ("fields", "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd")
+TOKENS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
+RESULTS = ("fields", *TOKENS, "cost_usd")
+COLUMN_TYPES = dict.fromkeys(TOKENS, "Int64")  # token counts stay integers in every output format
 MAX_PDF_BYTES = (32 << 20) * 3 // 4 - (64 << 10)  # a Messages request holds 32 MB; base64 adds a third
+# Drive API usage limits (developers.google.com/workspace/drive/api/guides/limits): 12,000 queries per
+# 60 s per user, the quota of projects that used the API before May 2026 (newer ones count quota units)
+DRIVE_REQUESTS_PER_MINUTE = 12_000
 
 
 async def fetch_pdf(row: dict[str, Any], drive, downloads: str, max_bytes: int) -> Path:
@@ -61,11 +72,11 @@ async def fetch_pdf(row: dict[str, Any], drive, downloads: str, max_bytes: int) 
     return path
 
 
-def outcome(message, cost: float | None) -> dict[str, Any] | Partial:
-    """A Messages answer as the row's result (status from `interpret`), with its usage and cost."""
+def outcome(message, cost: float | None, **extra: Any) -> dict[str, Any] | Partial:
+    """A Messages answer as the row's result (status from `interpret`), with its usage, cost and `extra`."""
     status, fields, error = interpret(message)
     usage = message.usage
-    result = {"fields": fields, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+    result = {**extra, "fields": fields, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
               "cache_write_tokens": usage.cache_creation_input_tokens or 0,
               "cache_read_tokens": usage.cache_read_input_tokens or 0, "cost_usd": cost}
     return {"success": result, "partial": Partial(result, error)}.get(status) or Failed(result, error)
@@ -118,7 +129,7 @@ async def submit_request(row: dict[str, Any], clients: dict, request: str, downl
     """Download the file and queue its request for the chunk's next batch; returns the batch id. A
     request submitted before (e.g. by a killed run) is neither downloaded nor submitted again."""
     batches = clients["batches"]
-    known = batches.store.batch_of(request)
+    known = await batches.submitted(request)
     if known:
         return known
     async with batches.member():
@@ -129,24 +140,39 @@ async def submit_request(row: dict[str, Any], clients: dict, request: str, downl
 
 async def collect_file(row: dict[str, Any], clients: dict, *, downloads: str, max_tokens: int, max_bytes: int,
                        version: str) -> dict[str, Any] | Partial:
-    """Batch handler, second pass: the file's result; an errored or expired request is submitted once more."""
+    """Batch handler, second pass: the file's result and the batch that answered it; an errored or
+    expired request is submitted once more."""
     if row.get("status") == "failed":
         raise RowError(row.get("error") or "not submitted")
     batches = clients["batches"]
     for attempt in (1, 2):
         request = custom_id(row, version, attempt)
-        await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
-        result = await batches.result(request)
+        batch_id, result = await answer_of(row, clients, request, downloads, max_tokens, max_bytes)
         kind = failure_kind(result)
         if kind not in RESUBMIT:
             break
     download_path(row, Path(downloads)).unlink(missing_ok=True)  # the file has its final answer
     if kind != "succeeded":
         detail = getattr(getattr(getattr(result, "error", None), "error", None), "message", "")
-        raise RowError(f"batch request {kind}{f': {detail}' if detail else ''}"
-                       f"{' (after one resubmission)' if attempt == 2 else ''}")
+        return Failed({"batch_id": batch_id}, f"batch request {kind}{f': {detail}' if detail else ''}"
+                                              f"{' (after one resubmission)' if attempt == 2 else ''}")
     cost = batches.llm.cost(result.message.usage)
-    return outcome(result.message, None if cost is None else round(cost * BATCH_DISCOUNT, 8))
+    return outcome(result.message, None if cost is None else round(cost * BATCH_DISCOUNT, 8), batch_id=batch_id)
+
+
+async def answer_of(row: dict[str, Any], clients: dict, request: str, downloads: str, max_tokens: int,
+                    max_bytes: int) -> tuple[str, Any]:
+    """The batch that holds the request and its result; submitted (again) when no batch holds it
+    (a killed run's create that never reached the API)."""
+    batches = clients["batches"]
+    for _ in range(CREATE_ROUNDS):
+        await submit_request(row, clients, request, downloads, max_tokens, max_bytes)
+        try:
+            result = await batches.result(request)
+        except NotSubmitted:
+            continue
+        return await batches.submitted(request), result
+    raise RowError(f"batch request {request} was found in no batch {CREATE_ROUNDS} times", retryable=True)
 
 
 @task(name="list-drive-folder", retries=2, retry_delay_seconds=5)
@@ -194,10 +220,11 @@ def prescription_extraction(
     folder_id: str, output_path: str, mode: str = "realtime", limit: int | None = None,
     model: str = "claude-sonnet-5", recursive: bool = False, files: str | None = None, runner: str = "thread",
     workers: int | None = None, concurrency: int = 8, chunk_size: int = 100, max_tokens: int = 1500,
-    drive_endpoint: str | None = None, drive_credentials: str | None = None, drive_requests_per_minute: float = 100,
-    anthropic_base_url: str | None = None, anthropic_key_env: str = "ANTHROPIC_API_KEY",
-    anthropic_key_block: str | None = None, requests_per_minute: float | None = 50,
-    tokens_per_minute: float | None = None, prices_file: str | None = None, poll_seconds: float = 30,
+    drive_endpoint: str | None = None, drive_credentials: str | None = None,
+    drive_requests_per_minute: float = DRIVE_REQUESTS_PER_MINUTE, anthropic_base_url: str | None = None,
+    anthropic_key_env: str = "ANTHROPIC_API_KEY", anthropic_key_block: str | None = None,
+    requests_per_minute: float | None = 50, tokens_per_minute: float | None = None, prices_file: str | None = None,
+    poll_seconds: float = BatchSpec.poll_seconds,
     max_pdf_bytes: int = MAX_PDF_BYTES, claude_timeout: float = 300, emulate: bool = False,
 ) -> dict[str, Any]:
     """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines).
@@ -232,8 +259,8 @@ def prescription_extraction(
     if mode == "realtime":
         extracted = LookupCache(Path(work_dir) / "cache" / "prescriptions-extracted.sqlite")
         job = Job("prescription-extraction", functools.partial(extract_file, **settings), RESULTS, (drive, llm),
-                  totals=RESULTS[1:], hooks=RememberAnswers(extracted, functools.partial(file_key, version=version)),
-                  **common)
+                  totals=RESULTS[1:], column_types=COLUMN_TYPES,
+                  hooks=RememberAnswers(extracted, functools.partial(file_key, version=version)), **common)
         figures = run_job(job, listing, output_path, dataclasses.replace(options, limit=limit), facts=facts)
     else:
         batches = BatchSpec(llm, str(Path(work_dir) / "cache" / "message-batches.sqlite"), poll_seconds=poll_seconds)
@@ -242,7 +269,8 @@ def prescription_extraction(
         submitted = str(folder / f"{name}-submitted-{version}.jsonl")
         run_job(submit, listing, submitted, dataclasses.replace(options, limit=limit, total_concurrency=None))
         collect = Job("prescription-extraction", functools.partial(collect_file, version=version, **settings),
-                      RESULTS, (drive, batches), concurrency=chunk_size, totals=RESULTS[1:], **common)
+                      ("batch_id", *RESULTS), (drive, batches), concurrency=chunk_size, totals=RESULTS[1:],
+                      column_types=COLUMN_TYPES, **common)
         figures = run_job(collect, submitted, output_path, dataclasses.replace(options, total_concurrency=None),
                           facts=facts, projected_rows=listed if limit else None)
     figures["failed_files"] = str(failed_files(output_path))

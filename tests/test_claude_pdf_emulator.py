@@ -141,16 +141,14 @@ def test_batch_of_prescriptions_with_errored_and_expired_results(client, emulato
     for n in range(19):
         truths[f"rx-{n}"] = write_prescription_pdf(tmp_path / f"rx{n}.pdf", 100 + n)
         requests.append({"custom_id": f"rx-{n}", "params": extraction(tmp_path / f"rx{n}.pdf")})
-    write_corrupt_pdf(tmp_path / "corrupt.pdf")
-    requests.append({"custom_id": "corrupt", "params": extraction(tmp_path / "corrupt.pdf")})
     batch = client.messages.batches.create(requests=requests)
     assert batch.id.startswith("msgbatch_") and batch.processing_status == "in_progress"
-    assert batch.request_counts.processing == 20 and batch.results_url is None and batch.ended_at is None
+    assert batch.request_counts.processing == 19 and batch.results_url is None and batch.ended_at is None
     ended = wait_until_ended(client, batch.id)
     assert ended.results_url == f"{emulator.url}/v1/messages/batches/{batch.id}/results"
     assert ended.ended_at >= ended.created_at and ended.request_counts.processing == 0
     results = {line.custom_id: line.result for line in client.messages.batches.results(batch.id)}
-    assert set(results) == set(truths) | {"corrupt"}
+    assert set(results) == set(truths)
     kinds = [result.type for result in results.values()]
     assert {kind: kinds.count(kind) for kind in set(kinds)} == {
         kind: getattr(ended.request_counts, kind) for kind in set(kinds)}
@@ -160,12 +158,20 @@ def test_batch_of_prescriptions_with_errored_and_expired_results(client, emulato
             assert result.message.content[0].input == truths[custom_id]
             assert result.message.usage.input_tokens > 1_500 and result.message.usage.service_tier == "batch"
             assert result.message.usage.cache_read_input_tokens == 0
-        elif result.type == "errored" and custom_id != "corrupt":
+        elif result.type == "errored":
             assert result.error.error.type in ("api_error", "overloaded_error")
-    if results["corrupt"].type == "errored":  # unless drawn to expire or fail first
-        assert "The PDF specified was not valid" in results["corrupt"].error.error.message
+
+    emulator.configure("anthropic", batch_error_rate=0, batch_expire_rate=0)  # no draw decides the corrupt PDF's case
+    write_corrupt_pdf(tmp_path / "corrupt.pdf")
+    corrupt = client.messages.batches.create(requests=[{"custom_id": "corrupt",
+                                                        "params": extraction(tmp_path / "corrupt.pdf")}])
+    wait_until_ended(client, corrupt.id)
+    [line] = client.messages.batches.results(corrupt.id)
+    assert line.custom_id == "corrupt" and line.result.type == "errored"
+    assert line.result.error.error.type == "invalid_request_error"
+    assert "The PDF specified was not valid" in line.result.error.error.message
     stats = emulator.stats("anthropic")
-    assert (stats["batches_created"], stats["batch_requests"], stats["batch_results"]) == (1, 20, 20)
+    assert (stats["batches_created"], stats["batch_requests"], stats["batch_results"]) == (2, 20, 20)
 
 
 def test_batches_list_newest_first_with_pagination_cancel_and_delete(client, emulator):

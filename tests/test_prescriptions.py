@@ -6,6 +6,7 @@ import sys
 import time
 import tracemalloc
 
+import anthropic
 import pytest
 
 from conftest import kill_when, latest_run_artifacts, run_cli, server_texts
@@ -53,6 +54,18 @@ def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in open(path, encoding="utf-8")]
 
 
+def batch_holding(emulator) -> dict[str, list[str]]:
+    """custom_id -> every batch the emulator holds it in (listed, then read once ended)."""
+    client = anthropic.Anthropic(api_key=KEY, base_url=emulator.url, max_retries=0)
+    holding: dict[str, list[str]] = {}
+    for batch in client.messages.batches.list(limit=100):
+        while client.messages.batches.retrieve(batch.id).processing_status != "ended":
+            time.sleep(0.1)
+        for line in client.messages.batches.results(batch.id):
+            holding.setdefault(line.custom_id, []).append(batch.id)
+    return holding
+
+
 def test_files_come_out_in_listing_order_with_fields_usage_and_cost(apis, tmp_path):
     folder, truths = make_folder(apis, tmp_path, 6, names=sorted(HOSTILE[:3] + ["b.pdf", "c.pdf", "d.pdf"]))
     figures = prescription_extraction(folder, str(tmp_path / "out.jsonl"), **options(apis))
@@ -88,6 +101,8 @@ def test_bad_files_fail_alone_with_clear_reasons_and_are_exported_to_run_again(a
     assert rows["m-huge.pdf"]["error"].startswith("the PDF is 52.4 MB; a Claude request takes a PDF of at most")
     assert rows["m-photo.pdf"]["error"] == "not a PDF: the file starts with b'GIF89a, '"
     assert "missing or illegible: patient_name" in rows["m-scan.pdf"]["error"] and rows["m-scan.pdf"]["cost_usd"] > 0
+    tokens = [rows[name]["input_tokens"] for name in ("a0000.pdf", "m-scan.pdf", "m-empty.pdf")]
+    assert [type(count) for count in tokens] == [int, int, type(None)]  # counts stay integers beside empty ones
     seen = apis.stats("drive")
     assert seen["media_calls"] == 6 and seen["bytes_sent"] < 1_000_000  # the 50 MB file is not downloaded
     failed = (tmp_path / "out.failed.csv").read_text().splitlines()
@@ -201,6 +216,57 @@ def test_batch_mode_resumes_polling_after_a_kill_and_resubmits_failed_requests_o
     failed = [r for r in rows if r["status"] == "failed"]
     assert all("(after one resubmission)" in r["error"] for r in failed) and len(failed) < resubmitted
     assert [r["status"] for r in rows if r not in failed] == ["success"] * (40 - len(failed))
+
+
+def test_a_kill_between_batch_creation_and_its_answer_pays_each_request_once(apis, tmp_path):
+    folder, truths = make_folder(apis, tmp_path, 30)
+    apis.configure("anthropic", api_key=KEY, batch_seconds=1, batch_answer_delay=120)  # the answers never come
+    command = [sys.executable, "-m", "flows.cli", "prescriptions", "--folder-id", folder, "-o",
+               str(tmp_path / "out.jsonl"), "--mode", "batch", "--chunk-size", "10", *cli_options(apis)]
+    kill_when(command, lambda: apis.stats("anthropic")["batches_created"] >= 3, env={"ANTHROPIC_API_KEY": KEY})
+    assert apis.stats("anthropic")["batches_created"] == 3  # three batches exist, none of their ids arrived
+    for lost in (tmp_path / "work" / "cache").glob("message-batches.sqlite*"):
+        lost.unlink()  # the batch ids are lost too: only the intents and the API's list remain
+    apis.configure("anthropic", batch_answer_delay=0)
+    done = run_cli(*command[3:], env={"ANTHROPIC_API_KEY": KEY})
+    assert done.returncode == 0, done.stderr
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["status"] for r in rows] == ["success"] * 30
+    assert [r["fields"]["patient_name"] for r in rows] == [t["patient_name"] for t in truths]
+    seen = apis.stats("anthropic")
+    assert (seen["batches_created"], seen["batch_requests"]) == (3, 30)  # nothing submitted twice
+    holding = batch_holding(apis)
+    assert len(holding) == 30 and all(len(batches) == 1 for batches in holding.values())
+    assert sorted(r["batch_id"] for r in rows) == sorted(batches[0] for batches in holding.values())
+    assert apis.stats("drive")["media_calls"] == 30  # adopted requests are not downloaded again
+
+
+def test_lost_create_answers_adopt_the_batch_instead_of_creating_another(apis, tmp_path):
+    folder, _ = make_folder(apis, tmp_path, 40)
+    apis.configure("anthropic", api_key=KEY, batch_seconds=0.5, batch_answer_lost_rate=0.6, seed=4)
+    prescription_extraction(folder, str(tmp_path / "out.jsonl"), mode="batch", chunk_size=10, **options(apis))
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["status"] for r in rows] == ["success"] * 40
+    seen = apis.stats("anthropic")
+    assert seen["statuses"].get("500", 0) > 0 and seen["batch_requests"] == 40 and seen["batches_created"] == 4
+    holding = batch_holding(apis)
+    assert len(holding) == 40 and all(len(batches) == 1 for batches in holding.values())
+    assert {r["batch_id"] for r in rows} == {batches[0] for batches in holding.values()}
+    assert all(isinstance(r[name], int) for r in rows for name in ("input_tokens", "output_tokens",
+                                                                     "cache_write_tokens", "cache_read_tokens"))
+
+
+def test_ten_realtime_runs_on_fresh_work_dirs_lose_no_row_to_our_machinery(apis, tmp_path, monkeypatch):
+    folder, truths = make_folder(apis, tmp_path, 120)
+    for run in range(10):  # every run opens its stores fresh, from chunks running at once
+        monkeypatch.setenv("BATCHFLOWS_WORK_DIR", str(tmp_path / f"work{run}"))
+        prescription_extraction(folder, str(tmp_path / f"out{run}.jsonl"), chunk_size=10, concurrency=12,
+                                workers=6, **options(apis))
+        rows = read_jsonl(tmp_path / f"out{run}.jsonl")
+        assert [(r["status"], r["error"]) for r in rows] == [("success", "")] * 120, run
+        assert [r["fields"]["patient_name"] for r in rows] == [t["patient_name"] for t in truths]
+        assert all(isinstance(r["input_tokens"], int) for r in rows)
+    assert apis.stats("anthropic")["documents"] == 10 * 120
 
 
 def test_api_keys_and_patient_data_stay_out_of_logs(apis, tmp_path):

@@ -20,8 +20,8 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from tasks.apis.http import ApiClient, RetryPolicy
-from tasks.engine.lookups import SqliteStore
 from tasks.engine.outcomes import RowError
+from tasks.engine.stores import SqliteStore
 
 PATH = "/v1/messages"
 RESULT_COLUMNS = ("message_status", "provider_id")

@@ -4,11 +4,8 @@ the answers; a rerun, or another file with the same keys, costs no request.
 """
 from __future__ import annotations
 
-import functools
 import json
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,29 +13,7 @@ import pandas as pd
 
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.run import run_job_on_frame
-
-
-class SqliteStore:
-    """A small SQLite file under the work dir that many threads and processes share (WAL mode);
-    subclasses give their `TABLES`. `shared(path)` is one instance per path and process."""
-
-    TABLES: tuple[str, ...] = ()
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.execute("PRAGMA journal_mode=WAL")
-            for table in self.TABLES:
-                db.execute(f"CREATE TABLE IF NOT EXISTS {table}")
-
-    @classmethod
-    @functools.lru_cache(maxsize=16)
-    def shared(cls, path: str):
-        return cls(path)
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=60)
+from tasks.engine.stores import SqliteStore
 
 
 class LookupCache(SqliteStore):
@@ -53,28 +28,34 @@ class LookupCache(SqliteStore):
         self.max_age = max_age_days * 86400 if max_age_days else None
 
     def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        keys, found = list(dict.fromkeys(keys)), {}
+        keys = list(dict.fromkeys(keys))
         oldest = time.time() - self.max_age if self.max_age else 0.0
-        with closing(self._connect()) as db:
+
+        def select(db) -> dict[str, dict[str, Any]]:
+            found = {}
             for start in range(0, len(keys), 500):
                 batch = keys[start:start + 500]
                 rows = db.execute(f"SELECT key, answer FROM answers WHERE at >= ? AND key IN "
                                   f"({','.join('?' * len(batch))})", [oldest, *batch])
                 found.update({key: json.loads(answer) for key, answer in rows})
-        return found
+            return found
+
+        return self.read(select)
 
     def failure(self, key: str) -> str | None:
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT error FROM failures WHERE key = ?", (key,)).fetchone()
+        row = self.read(lambda db: db.execute("SELECT error FROM failures WHERE key = ?", (key,)).fetchone())
         return row[0] if row else None
 
     def put(self, answers: dict[str, dict[str, Any]], failures: dict[str, str]) -> None:
         now = time.time()
-        with closing(self._connect()) as db, db:
+
+        def insert(db) -> None:
             db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)",
                            [(k, json.dumps(v, default=str), now) for k, v in answers.items()])
             db.executemany("DELETE FROM failures WHERE key = ?", [(k,) for k in answers])
             db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", [(k, e, now) for k, e in failures.items()])
+
+        self.write(insert)
 
 
 class AttachAnswers:

@@ -1,6 +1,6 @@
 """What a row's work can end in: a result, a `Partial` or `Failed` result, a `RowError` (the row
-fails, the batch goes on) or a `FatalError` (no row can succeed: the run stops); and the HTTP
-figures a chunk reports (`CallStats`)."""
+fails, the batch goes on), a `FatalError` (no row can succeed: the run stops) or a `MachineryError`
+(our own store or cache failed: not the row's fault); and the HTTP figures a chunk reports (`CallStats`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields

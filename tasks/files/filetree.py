@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tasks.engine.lookups import SqliteStore
+from tasks.engine.stores import SqliteStore
 
 
 def _matches(relative: bytes, patterns: tuple[str, ...]) -> bool:
