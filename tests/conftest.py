@@ -59,6 +59,33 @@ def workspace(tmp_path, monkeypatch):
     return tmp_path
 
 
+BOOK_KEYS = {"geocoding": "g-key-Tq72Pz", "messaging": "m-key-Wb58Ns"}
+BOOK_ENV = {"GOOGLE_MAPS_API_KEY": BOOK_KEYS["geocoding"], "MESSAGING_API_KEY": BOOK_KEYS["messaging"]}
+
+
+@pytest.fixture
+def books(emulator, monkeypatch, workspace):
+    """Book requests: the emulator with keys, a history of 2 000 requests and a batch of 200 with bad rows."""
+    from tasks.samples.book_requests import history_frame, new_requests_frame
+
+    for api, key in BOOK_KEYS.items():
+        emulator.configure(api, api_key=key)
+    for name, value in BOOK_ENV.items():
+        monkeypatch.setenv(name, value)
+    history, people = history_frame(2000, seed=3)
+    batch = new_requests_frame(200, history, people, seed=4)
+    history.drop(columns=["entity", "phone_e164"]).to_csv(workspace / "history.csv", index=False)
+    requests = batch.drop(columns=["entity", "phone_e164"])
+    requests.loc[3, "phone"] = "555-CALL-NOW"
+    requests.loc[4, "address"] = "9 Elm Street " * 400
+    requests.loc[5, "address"] = ""
+    requests.loc[6, "address"] = "qwzxv 12 kjhgf"
+    requests.to_csv(workspace / "requests.csv", index=False)
+    with open(workspace / "requests.csv", "ab") as handle:  # a row that is not UTF-8
+        handle.write(b"Jos\xe9 Ruiz,312-555-0188,12 Oak St Chicago IL 60601,Emma,2026-11-05\n")
+    return workspace, batch, history
+
+
 @pytest.fixture(scope="session")
 def isolated_cluster(prefect_server, tmp_path_factory):
     """A Dask scheduler and workers w1, w2 that share only the network with the tests (tests/isolated_cluster.py).

@@ -2,37 +2,13 @@
 import sys
 
 import pandas as pd
-import pytest
 
+from conftest import BOOK_ENV as ENV
+from conftest import BOOK_KEYS as KEYS
 from conftest import kill_when, read_table, run_cli, server_texts
 from flows.book_requests import book_requests
 from flows.cli import main
 from tasks.apis.geocoding import address_key
-from tasks.samples.book_requests import history_frame, new_requests_frame
-
-KEYS = {"geocoding": "g-key-Tq72Pz", "messaging": "m-key-Wb58Ns"}
-ENV = {"GOOGLE_MAPS_API_KEY": KEYS["geocoding"], "MESSAGING_API_KEY": KEYS["messaging"]}
-
-
-@pytest.fixture
-def books(emulator, monkeypatch, workspace):
-    """The emulator with keys, a history of 2 000 requests and a batch of 200 with bad rows."""
-    for api, key in KEYS.items():
-        emulator.configure(api, api_key=key)
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    history, people = history_frame(2000, seed=3)
-    batch = new_requests_frame(200, history, people, seed=4)
-    history.drop(columns=["entity", "phone_e164"]).to_csv(workspace / "history.csv", index=False)
-    requests = batch.drop(columns=["entity", "phone_e164"])
-    requests.loc[3, "phone"] = "555-CALL-NOW"
-    requests.loc[4, "address"] = "9 Elm Street " * 400
-    requests.loc[5, "address"] = ""
-    requests.loc[6, "address"] = "qwzxv 12 kjhgf"
-    requests.to_csv(workspace / "requests.csv", index=False)
-    with open(workspace / "requests.csv", "ab") as handle:  # a row that is not UTF-8
-        handle.write(b"Jos\xe9 Ruiz,312-555-0188,12 Oak St Chicago IL 60601,Emma,2026-11-05\n")
-    return workspace, batch, history
 
 
 def run(workspace, emulator, **params):
@@ -81,20 +57,24 @@ def test_every_request_once_with_its_reasons_and_one_message_per_accepted(books,
     assert again["accepted"] == figures["accepted"] and set(outputs(workspace)["messages"].status) == {"sent"}
 
 
-def test_killed_mid_send_then_rerun_delivers_each_message_once(books, emulator):
-    workspace, _, _ = books
-    emulator.configure("messaging", latency=0.3)
+def kill_mid_send_and_rerun(workspace, emulator, *options: str) -> dict:
+    """A sending CLI run killed after 40 deliveries, then run again to the end; the messaging API's figures."""
     command = [sys.executable, "-m", "flows.cli", "book-requests", str(workspace / "requests.csv"), "--history",
                str(workspace / "history.csv"), "-o", str(workspace / "out"), "--send", "--geocoding-base-url",
-               emulator.url, "--messaging-base-url", emulator.url + "/messaging", "--concurrency", "20"]
+               emulator.url, "--messaging-base-url", emulator.url + "/messaging", "--concurrency", "20", *options]
     kill_when(command, lambda: emulator.stats("messaging")["delivered"] >= 40, ENV)
     assert 40 <= emulator.stats("messaging")["delivered"] < 100
     rerun = run_cli(*command[3:], env=ENV)
     assert rerun.returncode == 0, rerun.stderr
-    accepted = read_table(workspace / "out" / "accepted.csv")
-    seen = emulator.stats("messaging")
-    assert seen["delivered"] == len(accepted) and seen["duplicates"] == 0
     assert set(read_table(workspace / "out" / "messages.csv").status) == {"sent"}
+    return emulator.stats("messaging")
+
+
+def test_killed_mid_send_then_rerun_delivers_each_message_once(books, emulator):
+    workspace, _, _ = books
+    emulator.configure("messaging", latency=0.3)
+    seen = kill_mid_send_and_rerun(workspace, emulator)
+    assert seen["delivered"] == len(read_table(workspace / "out" / "accepted.csv")) and seen["duplicates"] == 0
 
 
 def test_lost_answers_are_looked_up_not_sent_again(books, emulator):

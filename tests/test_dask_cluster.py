@@ -7,6 +7,7 @@ import time
 
 import pandas as pd
 from conftest import kill_when, read_table, run_cli, write_config
+from test_book_requests import kill_mid_send_and_rerun
 
 from flows.card_recommendations import card_recommendations
 from flows.file_metadata import file_metadata
@@ -110,3 +111,13 @@ def test_a_tree_the_workers_cannot_see_stops_before_any_parse(workspace, fresh_i
     assert error == [f"batchflows: error: 2 of 2 workers cannot work: {root} does not exist on worker w1: mount the "
                      f"tree at the same path on every worker; {root} does not exist on worker w2: mount the tree at "
                      "the same path on every worker"]
+
+
+def test_book_requests_on_the_cluster_send_each_message_once_across_a_kill(books, emulator, fresh_isolated_cluster):
+    workspace, _, _ = books
+    emulator.configure("messaging", latency=0.3, lose_answer_rate=0.2, error_statuses=[503], seed=2)
+    seen = kill_mid_send_and_rerun(workspace, emulator, "--chunk-size", "25", "--runner", fresh_isolated_cluster.address)
+    assert seen["lost_answers"] > 0 and seen["duplicates"] == 0
+    assert seen["delivered"] == len(read_table(workspace / "out" / "accepted.csv"))
+    geocoded = emulator.stats("geocoding")  # the flow side's cache: each address paid for once over both runs
+    assert geocoded["total"] == geocoded["distinct_keys"]

@@ -184,17 +184,29 @@ def test_files_added_to_the_folder_are_the_only_ones_extracted_on_the_next_run(a
     assert (after[0] - before[0], after[1] - before[1]) == (3, 3)  # every chunk shifted; only new files sent
 
 
-def test_batch_mode_resumes_polling_after_a_kill_and_resubmits_failed_requests_once(apis, tmp_path, monkeypatch):
-    folder, truths = make_folder(apis, tmp_path, 30)
-    apis.configure("anthropic", api_key=KEY, batch_seconds=4)
+def killed_batch_run(apis, folder: str, tmp_path) -> list[str]:
+    """A batch-mode CLI run killed once it has created 3 batches; returns its command for the rerun."""
     command = [sys.executable, "-m", "flows.cli", "prescriptions", "--folder-id", folder, "-o",
                str(tmp_path / "out.jsonl"), "--mode", "batch", "--chunk-size", "10", *cli_options(apis)]
     kill_when(command, lambda: apis.stats("anthropic")["batches_created"] >= 3, env={"ANTHROPIC_API_KEY": KEY})
+    return command
+
+
+def rerun_to_the_end(command: list[str], tmp_path, truths: list[dict]) -> list[dict]:
+    """The killed run's command again: every file a success with its own fields; returns the rows."""
     done = run_cli(*command[3:], env={"ANTHROPIC_API_KEY": KEY})
     assert done.returncode == 0, done.stderr
     rows = read_jsonl(tmp_path / "out.jsonl")
-    assert [r["status"] for r in rows] == ["success"] * 30
+    assert [r["status"] for r in rows] == ["success"] * len(truths)
     assert [r["fields"]["patient_name"] for r in rows] == [t["patient_name"] for t in truths]
+    return rows
+
+
+def test_batch_mode_resumes_polling_after_a_kill_and_resubmits_failed_requests_once(apis, tmp_path, monkeypatch):
+    folder, truths = make_folder(apis, tmp_path, 30)
+    apis.configure("anthropic", api_key=KEY, batch_seconds=4)
+    command = killed_batch_run(apis, folder, tmp_path)
+    rows = rerun_to_the_end(command, tmp_path, truths)
     seen = apis.stats("anthropic")
     assert seen["batches_created"] == 3 and seen["batch_requests"] == 30 and seen["documents"] == 30
     assert apis.stats("drive")["media_calls"] == 30
@@ -221,18 +233,12 @@ def test_batch_mode_resumes_polling_after_a_kill_and_resubmits_failed_requests_o
 def test_a_kill_between_batch_creation_and_its_answer_pays_each_request_once(apis, tmp_path):
     folder, truths = make_folder(apis, tmp_path, 30)
     apis.configure("anthropic", api_key=KEY, batch_seconds=1, batch_answer_delay=120)  # the answers never come
-    command = [sys.executable, "-m", "flows.cli", "prescriptions", "--folder-id", folder, "-o",
-               str(tmp_path / "out.jsonl"), "--mode", "batch", "--chunk-size", "10", *cli_options(apis)]
-    kill_when(command, lambda: apis.stats("anthropic")["batches_created"] >= 3, env={"ANTHROPIC_API_KEY": KEY})
+    command = killed_batch_run(apis, folder, tmp_path)
     assert apis.stats("anthropic")["batches_created"] == 3  # three batches exist, none of their ids arrived
     for lost in (tmp_path / "work" / "cache").glob("message-batches.sqlite*"):
         lost.unlink()  # the batch ids are lost too: only the intents and the API's list remain
     apis.configure("anthropic", batch_answer_delay=0)
-    done = run_cli(*command[3:], env={"ANTHROPIC_API_KEY": KEY})
-    assert done.returncode == 0, done.stderr
-    rows = read_jsonl(tmp_path / "out.jsonl")
-    assert [r["status"] for r in rows] == ["success"] * 30
-    assert [r["fields"]["patient_name"] for r in rows] == [t["patient_name"] for t in truths]
+    rows = rerun_to_the_end(command, tmp_path, truths)
     seen = apis.stats("anthropic")
     assert (seen["batches_created"], seen["batch_requests"]) == (3, 30)  # nothing submitted twice
     holding = batch_holding(apis)
