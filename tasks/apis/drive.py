@@ -103,6 +103,11 @@ class DriveSpec:
     def fingerprint(self) -> str:
         return self.endpoint
 
+    @property
+    def row_rate_limit(self) -> float | None:
+        """The most files per second its requests/min limit lets through (one download a file)."""
+        return self.requests_per_minute / 60 if self.requests_per_minute else None
+
     def client(self, concurrency: int, limits: Limits) -> "Drive":
         per_second = self.requests_per_minute / 60 if self.requests_per_minute else None
         api = ApiSpec(self.name, self.endpoint, timeout=self.timeout, rate_per_second=per_second, rate_window=60,

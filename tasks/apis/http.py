@@ -259,6 +259,11 @@ class ApiSpec:
     def fingerprint(self) -> str:
         return self.limit_id or self.base_url
 
+    @property
+    def row_rate_limit(self) -> float | None:
+        """The most rows per second its request limit lets through (one request per row)."""
+        return self.rate_per_second
+
     def limiter(self, limits: Limits, per_second: float | None, kind: str = "", burst: float = 1) -> Limiter | None:
         if not per_second:
             return None

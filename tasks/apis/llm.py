@@ -179,6 +179,11 @@ class LlmSpec:
         return f"{self.base_url}#{self.model}"
 
     @property
+    def row_rate_limit(self) -> float | None:
+        """The most rows per second its requests/min limit lets through (`items_per_request` rows a call)."""
+        return self.requests_per_minute / 60 * self.items_per_request if self.requests_per_minute else None
+
+    @property
     def api(self) -> ApiSpec:
         per_second = lambda per_minute: per_minute / 60 if per_minute else None  # noqa: E731
         secret = {"Authorization": self.api_key.bearer()} if self.provider == "openai" else {}

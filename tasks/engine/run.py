@@ -274,7 +274,9 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
     staged_at = time.monotonic()
     logger.info(f"{job.name}: {total_rows:,} rows from {input_path} in {len(chunks)} chunks "
                 f"(staged in {staged_at - started:.1f} s), runner {options.runner}")
-    progress = Progress(job.name, total_rows, logger, projected_rows=full_rows or total_rows)
+    limits = [rate for resource in job.resources if (rate := getattr(resource, "row_rate_limit", None))]
+    progress = Progress(job.name, total_rows, logger, projected_rows=full_rows or total_rows,
+                        limit_per_second=min(limits, default=None))
     journal = Journal(job)
     tally = run_chunks(job, chunks, options, journal, progress)
     processed_at = time.monotonic()
@@ -313,7 +315,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
         "chunks run per worker": ", ".join(f"{w} {n}" for w, n in tally.workers.items()) or "-",
         "peak RSS per worker (its largest child process)": ", ".join(
             f"{w} {r['worker']:,.0f} MiB ({r['children']:,.0f} MiB)" for w, r in tally.peak_rss.items()) or "-",
-    }, dict(reasons.most_common(20))), headline)
+    }, dict(reasons.most_common(20)), progress.timeline()), headline)
     logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['partial']:,} partial, {counts['failed']:,} failed of {total_rows:,} rows "
                 f"in {duration(seconds)}; output {output_path}")
     if tally.fatal is not None:
