@@ -21,7 +21,7 @@ import psutil
 
 
 def measure(n_new: int, n_history: int, dup_share: float, batch_dup_share: float, seed: int) -> dict:
-    from tasks.apis.dedupe import find_duplicates
+    from tasks.apis.dedupe import DedupeRun, find_duplicates
     from tasks.samples.book_requests import evaluate, history_frame, new_requests_frame
 
     process = psutil.Process()
@@ -39,9 +39,9 @@ def measure(n_new: int, n_history: int, dup_share: float, batch_dup_share: float
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    stats: dict = {}
+    run = DedupeRun()
     started = time.monotonic()
-    pairs = find_duplicates(new, history, stats=stats)
+    pairs = find_duplicates(new, history, model_path=model_path, run=run)
     seconds = time.monotonic() - started
     done.set()
     sampler.join()

@@ -27,9 +27,9 @@ from tasks.apis.normalise import clean, map_words, nulls
 ADDRESS_COLUMNS = ("house", "unit", "street", "street_type", "building", "locality", "postcode", "region")
 POSTCODE = (r"\d{5}(?: ?\d{4})?|\d{3} ?\d{3}|\d{4}|[a-z]\d[a-z] ?\d[a-z]\d|"
             r"[a-z]{1,2}\d[a-z\d]? ?\d[a-z]{2}")
-REGION_WORDS = "|".join(sorted({*ALL_REGIONS, *ALL_REGIONS.values()}, key=len, reverse=True))
-TAIL = (rf"^(?P<head>.*?)(?:[ ,]+(?P<r1>{REGION_WORDS}))?(?:[ ,]+(?P<pc>{POSTCODE}))?"
-        rf"(?:[ ,]+(?P<r2>{REGION_WORDS}))?[ ,]*$")
+# the end of an address, tried in this order: postcode + region, region + postcode, postcode, region
+TAILS = (rf"[ ,]+(?P<pc>{POSTCODE})[ ,]+(?P<r>[a-z]+)[ ,]*$", rf"[ ,]+(?P<r>[a-z]+)[ ,]+(?P<pc>{POSTCODE})[ ,]*$",
+         rf"[ ,]+(?P<pc>{POSTCODE})[ ,]*$", r"[ ,]+(?P<r>[a-z]+)[ ,]*$")
 TYPES = "|".join(sorted(set(STREET_TYPES.values()), key=len, reverse=True))
 DIRECTION = "|".join(sorted(set(DIRECTIONS.values()), key=len, reverse=True))
 HOUSE = r"\d+[a-z]?(?:_\d+[a-z]?)?"
@@ -81,15 +81,10 @@ def parse_addresses(values: Iterable, countries: Iterable | None = None) -> pd.D
     (US, GB, CA, AU, IN; anything else or None = any), used to read the region."""
     values = list(values)
     text = _prepare(values)
-    tail = pc.extract_regex(text, TAIL)
-    head, postcode = _field(tail, "head"), _field(tail, "pc")
-    region_word = np.where(_field(tail, "r2") != "", _field(tail, "r2"), _field(tail, "r1"))
     country = (pd.Series(list(countries), dtype=object) if countries is not None
                else pd.Series([None] * len(values), dtype=object)).fillna("").str.upper().to_numpy()
-    region, kept = _regions(region_word, country)
-    head = np.where(kept, head, np.char.add(np.char.add(head.astype(str), " "), region_word.astype(str))).astype(object)
-    head = pc.utf8_trim(pa.array(head, pa.string()), " ,")
-    parts = _street_parts(head)
+    head, postcode, region = _tail(text, country)
+    parts = _street_parts(pc.utf8_trim(pa.array(head, pa.string()), " ,"))
     postcode = pd.Series(postcode, dtype=object).str.replace(" ", "", regex=False)
     postcode = postcode.where(~postcode.str.fullmatch(r"\d{9}"), postcode.str[:5])  # ZIP+4 -> ZIP
     out = pd.DataFrame({**parts, "postcode": postcode.where(postcode != "", None),
@@ -97,18 +92,40 @@ def parse_addresses(values: Iterable, countries: Iterable | None = None) -> pd.D
     return out[list(ADDRESS_COLUMNS)]
 
 
+def _tail(text: pa.Array, country: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(text before the postcode and region, postcode, region code) per row ("" when absent); a word
+    counts as the region only when it names one of the row's country."""
+    n = len(text)
+    head = text.to_numpy(zero_copy_only=False).astype(object)
+    postcode, region = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    todo = np.ones(n, dtype=bool)
+    for pattern in TAILS:
+        rows = np.flatnonzero(todo)
+        some = text.take(pa.array(rows))
+        found = pc.extract_regex(some, pattern)
+        hit = found.is_valid().to_numpy(zero_copy_only=False)
+        names = found.type.names
+        if "r" in names:
+            codes, known = _regions(_field(found, "r"), country[rows])
+            hit &= known
+            region[rows[hit]] = codes[hit]
+        if "pc" in names:
+            postcode[rows[hit]] = _field(found, "pc")[hit]
+        head[rows[hit]] = pc.replace_substring_regex(some.filter(pa.array(hit)), pattern, "").to_numpy(
+            zero_copy_only=False)
+        todo[rows[hit]] = False
+    return head, postcode, region
+
+
 def _regions(words: np.ndarray, country: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(region code or "", whether the word was read as a region) per row."""
-    codes = np.full(len(words), "", dtype=object)
-    kept = np.ones(len(words), dtype=bool)
-    pairs = pd.DataFrame({"word": words, "country": country})
-    for (word, land), index in pairs[words != ""].groupby(["word", "country"]).groups.items():
-        table = REGIONS.get(land, ALL_REGIONS)
-        if word in table:
-            codes[index] = table[word]
-        else:
-            kept[index] = False
-    return codes, kept
+    """(region code or "", whether the word names a region of the row's country) per row."""
+    key = pd.Series(words, dtype=object).fillna("") + "|" + pd.Series(country, dtype=object).fillna("")
+    lookup = {}
+    for pair in key.unique():
+        word, _, land = pair.partition("|")
+        lookup[pair] = REGIONS.get(land, ALL_REGIONS).get(word, "")
+    codes = key.map(lookup).to_numpy(dtype=object)
+    return codes, codes != ""
 
 
 def _street_parts(head: pa.Array) -> dict[str, pd.Series]:

@@ -46,6 +46,7 @@ class DedupeRun:
     """What a find_duplicates call did: the model used (and whether it was trained now), counts, times."""
     model_path: Path | None = None
     trained: bool = False
+    candidates: int = 0  # new x history pairs sharing a blocking key (once per key shared)
     pairs: int = 0
     duplicate_rows: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -117,16 +118,27 @@ def _linker(db: DuckDBAPI, everyone: str, model_path: Path | None, run: DedupeRu
     return linker
 
 
-def _with_blocking_keys(db: DuckDBAPI, history: str, batch: str, split: int) -> None:
+def _with_blocking_keys(db: DuckDBAPI, history: str, batch: str, split: int) -> int:
     """Tables everyone, history_keyed and batch_keyed: the records with their blocking keys (BLOCKING_KEYS,
-    counted over history and batch together; a key held by more records than its cap is left out)."""
+    counted over history and batch together; a key held by more records than its cap is left out).
+    Returns the candidate pairs new x history that the keys give (a pair sharing two keys counts twice)."""
     raw = ", ".join(f"{key.sql()} AS {key.name}" for key in BLOCKING_KEYS)
-    capped = ", ".join(f"CASE WHEN count(*) OVER (PARTITION BY {key.name}) <= {key.cap} THEN {key.name} END "
+    sql = db._con.execute
+    sql(f"CREATE TABLE raw_keys AS SELECT *, {raw} FROM (SELECT * FROM {history} UNION ALL SELECT * FROM {batch})"
+        ).fetchall()
+    for key in BLOCKING_KEYS:
+        sql(f"CREATE TABLE common_{key.name} AS SELECT {key.name} AS k FROM raw_keys WHERE {key.name} IS NOT NULL "
+            f"GROUP BY {key.name} HAVING count(*) > {key.cap}").fetchall()
+    capped = ", ".join(f"CASE WHEN {key.name} IN (SELECT k FROM common_{key.name}) THEN NULL ELSE {key.name} END "
                        f"AS {key.name}" for key in BLOCKING_KEYS)
-    db._con.execute(f"CREATE TABLE everyone AS SELECT {', '.join(RECORD_COLUMNS)}, {capped} FROM "
-                    f"(SELECT *, {raw} FROM (SELECT * FROM {history} UNION ALL SELECT * FROM {batch}))").fetchall()
-    db._con.execute(f"CREATE TABLE history_keyed AS SELECT * FROM everyone WHERE unique_id < {split}").fetchall()
-    db._con.execute(f"CREATE TABLE batch_keyed AS SELECT * FROM everyone WHERE unique_id >= {split}").fetchall()
+    sql(f"CREATE TABLE everyone AS SELECT {', '.join(RECORD_COLUMNS)}, {capped} FROM raw_keys").fetchall()
+    sql("DROP TABLE raw_keys").fetchall()
+    sql(f"CREATE TABLE history_keyed AS SELECT * FROM everyone WHERE unique_id < {split}").fetchall()
+    sql(f"CREATE TABLE batch_keyed AS SELECT * FROM everyone WHERE unique_id >= {split}").fetchall()
+    counts = " + ".join(
+        f"(SELECT coalesce(sum(n.c * h.c), 0) FROM (SELECT {k.name}, count(*) c FROM batch_keyed GROUP BY 1) n "
+        f"JOIN (SELECT {k.name}, count(*) c FROM history_keyed GROUP BY 1) h USING ({k.name}))" for k in BLOCKING_KEYS)
+    return int(sql(f"SELECT {counts}").fetchall()[0][0])
 
 
 def _scored(new: pd.DataFrame, history: pd.DataFrame, threshold: float, model_path: Path | None,
@@ -139,7 +151,7 @@ def _scored(new: pd.DataFrame, history: pd.DataFrame, threshold: float, model_pa
     db._con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'").fetchall()
     old_table, new_table = db.register(old, table_name="history"), db.register(fresh, table_name="batch")
     del old, fresh
-    _with_blocking_keys(db, old_table.physical_name, new_table.physical_name, len(history))
+    run.candidates = _with_blocking_keys(db, old_table.physical_name, new_table.physical_name, len(history))
     run.seconds["keys"] = time.monotonic() - started - run.seconds["prepare"]
     old_table, new_table = db.register("history_keyed"), db.register("batch_keyed")
     started = time.monotonic()

@@ -46,7 +46,10 @@ def _exact(column: str, tf: bool = False) -> Level:
 
 
 ELSE = Level("different", "ELSE")
-SWAPPED = Level("swapped", "first_name_l = surname_r OR surname_l = first_name_r")
+# first name and surname the other way round (or a lone name in the other's surname)
+SWAPPED = Level("swapped", "(first_name_l = surname_r AND (surname_l = first_name_r OR surname_l IS NULL OR "
+                           "first_name_r IS NULL)) OR (surname_l = first_name_r AND (first_name_l IS NULL OR "
+                           "surname_r IS NULL))")
 TOKENS = "string_split({0}_{1}, ' ')"
 LEVELS: dict[str, list[Level]] = {
     "first_name": [_null("first_name"), _exact("first_name", tf=True),
@@ -84,7 +87,7 @@ class BlockingKey:
     and equal, the key held by at most `cap` records (a commoner one says too little to be worth the pairs)."""
     name: str
     parts: tuple[str, ...]
-    cap: int = 1000
+    cap: int = 300
 
     def sql(self) -> str:
         present = " AND ".join(f"({part}) IS NOT NULL" for part in self.parts)
@@ -97,9 +100,9 @@ BLOCKING_KEYS = (
     BlockingKey("bk_postcode_first", ("postcode", "first_name")), BlockingKey("bk_postcode_house", ("postcode", "house")),
     BlockingKey("bk_house_street", ("house", "street")), BlockingKey("bk_house_surname", ("house", "surname")),
     BlockingKey("bk_street_surname", ("street", "surname")),
-    BlockingKey("bk_names", ("first_name", "surname"), cap=300), BlockingKey("bk_house_town", ("house", TOWN), cap=300),
-    BlockingKey("bk_first_town", ("first_name", TOWN), cap=300),
-    BlockingKey("bk_surname_town", ("surname", TOWN), cap=300))
+    BlockingKey("bk_names", ("first_name", "surname"), cap=100), BlockingKey("bk_house_town", ("house", TOWN), cap=100),
+    BlockingKey("bk_first_town", ("first_name", TOWN), cap=100),
+    BlockingKey("bk_surname_town", ("surname", TOWN), cap=100))
 
 
 def _comparison(name: str, levels: list[Level]) -> dict[str, Any]:
