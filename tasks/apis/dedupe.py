@@ -35,7 +35,7 @@ from tasks.apis.names import parse_names
 HISTORY_COLUMNS = ("request_id", "name", "address")
 MIN_TRAINING_RECORDS = 1000  # fewer records than this cannot train a model: give one
 DUCKDB_MEMORY = "1GB"  # DuckDB spills to disk past this
-AGREE = ("exact", "nickname", "similar", "swapped", "initial", "part")
+AGREE = ("exact", "nickname", "similar", "swapped", "initial", "typo", "no house")
 LEVEL_COLUMNS = [f"{name}_level" for name in LEVELS]
 PAIR_COLUMNS = ["row", "request_id", "kind", "matched_id", "match_probability", "match_weight", *LEVEL_COLUMNS,
                 "best", "reason"]

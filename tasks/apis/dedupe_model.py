@@ -64,7 +64,6 @@ LEVELS: dict[str, list[Level]] = {
     "unit": [_null("unit"), _exact("unit"), ELSE],
     "street": [_null("street"), _exact("street", tf=True), Level("similar", _jw("street", 0.92)),
                Level("close", _jw("street", 0.8)), ELSE],
-    "street_type": [_null("street_type"), _exact("street_type"), ELSE],
     "building": [_null("building"), _exact("building"), Level("similar", _jw("building", 0.85)), ELSE],
     "locality": [_null("locality"), _exact("locality", tf=True), Level("similar", _jw("locality", 0.9)),
                  Level("part", f"list_has_all({TOKENS.format('locality', 'l')}, {TOKENS.format('locality', 'r')})"
@@ -73,11 +72,10 @@ LEVELS: dict[str, list[Level]] = {
                  ELSE],
     "postcode": [_null("postcode"), _exact("postcode"), Level("area", "left(postcode_l, 3) = left(postcode_r, 3)"),
                  ELSE],
-    "region": [_null("region"), _exact("region"), ELSE],
     "phone": [_null("phone"), _exact("phone"), ELSE],
 }
-RECORD_COLUMNS = ("unique_id", "first_name", "surname", "first_forms", "house", "unit", "street", "street_type",
-                  "building", "locality", "postcode", "region", "phone")
+RECORD_COLUMNS = ("unique_id", "first_name", "surname", "first_forms", "house", "unit", "street", "building",
+                  "locality", "postcode", "phone")
 TOWN = "string_split(locality, ' ')[-1]"  # the last word of the locality (suburb, town or city)
 
 
