@@ -168,6 +168,6 @@ def _street_parts(head: pa.Array) -> dict[str, pd.Series]:
     def column(values: np.ndarray) -> pd.Series:
         return nulls(pa.array(values, pa.string()))
 
-    return {"house": column(np.char.replace(house.astype(str), "_", "-").astype(object)), "unit": column(unit),
+    return {"house": column(np.array([h.replace("_", "-") for h in house], dtype=object)), "unit": column(unit),
             "street": column(name), "street_type": column(kind), "building": words_only(before),
             "locality": words_only(after)}
