@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from tasks.apis.addresses import parse_addresses
-from tasks.apis.dedupe import PAIR_COLUMNS, DedupeRun, check_history_columns, countries, find_duplicates
+from tasks.apis.dedupe import PAIR_COLUMNS, DedupeRun, check_history_columns, find_duplicates
+from tasks.apis.dedupe_records import countries
 from tasks.apis.names import normalise_name, parse_names
 from tasks.samples.book_requests import evaluate, history_frame, new_requests_frame
 

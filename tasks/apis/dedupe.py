@@ -15,7 +15,6 @@ default.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -24,13 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import phonenumbers
 from splink import DuckDBAPI, Linker
 
 from tasks.apis import dedupe_model
-from tasks.apis.addresses import parse_addresses
 from tasks.apis.dedupe_model import BLOCKING_KEYS, LEVELS, RECORD_COLUMNS
-from tasks.apis.names import parse_names
+from tasks.apis.dedupe_records import history_records, records
 
 HISTORY_COLUMNS = ("request_id", "name", "address")
 MIN_TRAINING_RECORDS = 1000  # fewer records than this cannot train a model: give one
@@ -59,44 +56,6 @@ def check_history_columns(columns: Iterable[str], path: object) -> None:
     if missing:
         raise ValueError(f"{path}: history file lacks column(s) {', '.join(missing)}; expected "
                          f"{', '.join(HISTORY_COLUMNS)} (phone optional), found {', '.join(have) or 'none'}")
-
-
-@functools.lru_cache(maxsize=4096)
-def _region_of_prefix(prefix: str) -> str:
-    """'+1416' -> 'CA', '+61' ... -> 'AU': the region of a number starting so (NANP by area code)."""
-    try:
-        number = phonenumbers.parse(prefix.ljust(12, "5"))
-    except phonenumbers.NumberParseException:
-        return ""
-    return phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(
-        number.country_code) or ""
-
-
-def countries(frame: pd.DataFrame, default: str) -> pd.Series:
-    """ISO country per row: the `country` column, else the phone_e164's region, else default."""
-    out = pd.Series(default.upper(), index=frame.index, dtype=object)
-    if "phone_e164" in frame:
-        phone = frame["phone_e164"].fillna("").astype(str)
-        prefix = phone.str[:5].where(phone.str.startswith("+"), "")
-        regions = {p: _region_of_prefix(p) for p in prefix.unique() if p}
-        region = prefix.map(regions).fillna("")
-        out = out.where(region == "", region)
-    if "country" in frame:
-        given = frame["country"].fillna("").astype(str).str.strip().str.upper().replace({"UK": "GB"})
-        out = out.where(given == "", given)
-    return out
-
-
-def records(frame: pd.DataFrame, first_id: int, default_country: str) -> pd.DataFrame:
-    """The frame as Splink records (RECORD_COLUMNS), unique_id = first_id + position."""
-    missing = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    names = parse_names(frame["name"] if "name" in frame else missing)
-    address = parse_addresses(frame["address"] if "address" in frame else missing, countries(frame, default_country))
-    phone = (frame["phone_e164"] if "phone_e164" in frame else missing).astype(object)
-    phone = phone.where(phone.notna() & (phone.astype(str) != ""), None).reset_index(drop=True)
-    out = pd.concat([names, address], axis=1).assign(phone=phone)
-    out.insert(0, "unique_id", np.arange(first_id, first_id + len(frame), dtype=np.int64))
-    return out[list(RECORD_COLUMNS)]
 
 
 def _linker(db: DuckDBAPI, everyone: str, model_path: Path | None, run: DedupeRun) -> Linker:
@@ -142,16 +101,22 @@ def _with_blocking_keys(db: DuckDBAPI, history: str, batch: str, split: int) -> 
 
 
 def _scored(new: pd.DataFrame, history: pd.DataFrame, threshold: float, model_path: Path | None,
-            country: str, run: DedupeRun) -> tuple[pd.DataFrame, pd.DataFrame]:
+            country: str, cache_dir: Path | None, run: DedupeRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pairs new x history, pairs within new) at or over threshold: unique_id_l/_r, probability, levels."""
     started = time.monotonic()
-    old, fresh = records(history, 0, country), records(new, len(history), country)
+    old, fresh = history_records(history, country, cache_dir), records(new, len(history), country)
     run.seconds["prepare"] = time.monotonic() - started
     db = DuckDBAPI()
-    db._con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'").fetchall()
-    old_table, new_table = db.register(old, table_name="history"), db.register(fresh, table_name="batch")
+    con = db._con
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'").fetchall()
+    if isinstance(old, Path):
+        con.execute(f"CREATE VIEW history AS SELECT * FROM read_parquet('{old}')").fetchall()
+    else:
+        con.register("history", old)
+    con.register("batch", fresh)
+    run.candidates = _with_blocking_keys(db, "history", "batch", len(history))
+    con.unregister("batch")
     del old, fresh
-    run.candidates = _with_blocking_keys(db, old_table.physical_name, new_table.physical_name, len(history))
     run.seconds["keys"] = time.monotonic() - started - run.seconds["prepare"]
     old_table, new_table = db.register("history_keyed"), db.register("batch_keyed")
     started = time.monotonic()
@@ -196,16 +161,17 @@ def _reason(row: pd.Series) -> str:
 
 
 def find_duplicates(new: pd.DataFrame, history: pd.DataFrame, threshold: float = 0.9,
-                    model_path: Path | None = None, country: str = "US", run: DedupeRun | None = None
-                    ) -> pd.DataFrame:
+                    model_path: Path | None = None, country: str = "US", run: DedupeRun | None = None,
+                    cache_dir: Path | None = None) -> pd.DataFrame:
     """All pairs with match probability >= threshold, one row per pair (PAIR_COLUMNS); `best` marks the
     one pair per duplicate row that gives its reason: its most probable history match, else its most
     probable earlier batch row.
 
     new: name, address, optional phone_e164, country, request_id and `_row` (row numbers, else index + 1);
     history: request_id, name, address, optional phone_e164 and country. model_path: a Splink model file
-    to reuse, or to write after training when it does not exist (None: train, keep nothing). `run`, if
-    given, receives what was done (DedupeRun).
+    to reuse, or to write after training when it does not exist (None: train, keep nothing). cache_dir:
+    where the parsed history is kept for the next run with the same history (None: keep nothing). `run`,
+    if given, receives what was done (DedupeRun).
     """
     check_history_columns(history.columns, "history")
     run = run if run is not None else DedupeRun()
@@ -214,10 +180,12 @@ def find_duplicates(new: pd.DataFrame, history: pd.DataFrame, threshold: float =
     new, history = new.reset_index(drop=True) if "_row" in new else new, history.reset_index(drop=True)
     rows = new["_row"].to_numpy(np.int64) if "_row" in new else new.index.to_numpy(np.int64) + 1
     ids = new["request_id"].astype(str).to_numpy(object) if "request_id" in new else np.full(len(new), "", object)
-    between, within = _scored(new.reset_index(drop=True), history, threshold, model_path, country, run)
+    between, within = _scored(new.reset_index(drop=True), history, threshold, model_path, country, cache_dir,
+                              run)
     offset = len(history)
     pairs = pd.concat([_pairs(between, "history", offset, rows, ids, history["request_id"].astype(str).to_numpy(object)),
                        _pairs(within, "batch", offset, rows, ids, rows.astype(object))], ignore_index=True)
+    pairs = pairs[~dedupe_model.another_person(pairs)]
     pairs["_order"] = (pairs["kind"] == "batch").astype(float) * 2 - pairs["match_probability"].astype(float)
     pairs = pairs.sort_values(["_pos", "_order"], kind="stable")
     pairs["best"] = ~pairs["_pos"].duplicated()

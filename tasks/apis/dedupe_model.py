@@ -10,6 +10,13 @@ number (learns the name, phone and street weights) and pairs sharing the full na
 address weights), the prior from pairs that agree on name, house and street. Term-frequency
 adjustments make an exact match on a rare first name, surname, street or locality count for more
 than one on 'smith' or 'main'. The model is a Splink JSON file, reused as it is by later runs.
+
+The model adds the fields' evidence up as if independent, and an address agreeing in every part
+outweighs a first name, house number or town that conflicts; but a household member, a neighbour
+on the same street or a namesake at the same number in another town agrees on just those parts.
+So `another_person` overrules it: a conflict there together with a different phone number (both
+given) is another person, whatever the probability. With the same phone, or no phone to compare, the
+model decides (a replaced first name or a mistyped house number is then a duplicate).
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from splink import Linker, SettingsCreator, block_on
 
 SEED = 16
@@ -103,6 +112,19 @@ BLOCKING_KEYS = (
     BlockingKey("bk_surname_town", ("surname", TOWN), cap=100))
 
 
+def another_person(levels: pd.DataFrame) -> np.ndarray:
+    """Per pair (columns <field>_level): True when the first name is clearly different, the house
+    number differs or the town does (neither locality nor postcode agrees, one of them differs) and the
+    phones differ."""
+    def level(name: str, *labels: str) -> np.ndarray:
+        return levels[f"{name}_level"].isin(labels).to_numpy()
+
+    town_agrees = level("locality", "exact", "similar", "part") | level("postcode", "exact")
+    town_differs = level("locality", "different", "overlap") | level("postcode", "different", "area")
+    conflict = level("first_name", "different") | level("house", "different", "typo") | (town_differs & ~town_agrees)
+    return conflict & level("phone", "different")
+
+
 def _comparison(name: str, levels: list[Level]) -> dict[str, Any]:
     out = []
     for level in levels:
@@ -132,7 +154,7 @@ def train(linker: Linker) -> None:
         [block_on("first_name", "surname", "house", "street"), block_on("first_name", "surname", "phone")],
         recall=PRIOR_RECALL)
     training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=SEED)
-    for rule in (block_on("postcode", "house"), block_on("first_name", "surname")):
+    for rule in (block_on("first_name", "postcode"), block_on("first_name", "surname"), block_on("postcode", "house")):
         training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=EM_PAIRS)
 
 
