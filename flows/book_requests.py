@@ -46,13 +46,15 @@ def phones_step(requests: pd.DataFrame, region: str) -> pd.DataFrame:
 
 @task(name="find-duplicates")
 def duplicates_step(candidates: pd.DataFrame, history_path: str, threshold: float, region: str,
-                    model_path: str) -> pd.DataFrame:
+                    model_path: str, cache_dir: str) -> pd.DataFrame:
     """Pairs with match probability >= threshold; the model at model_path is reused, or trained and saved
-    there when absent. Addresses are read for the `country` column, else the phone's region, else `region`."""
+    there when absent. Addresses are read for the `country` column, else the phone's region, else `region`.
+    The parsed history is kept in cache_dir for the next run with the same history."""
     history = read_all(history_path)
     history["phone_e164"] = fast_e164(history.get("phone", pd.Series("", index=history.index)), region)
     run = DedupeRun()
-    pairs = find_duplicates(candidates, history, threshold, model_path=Path(model_path), country=region, run=run)
+    pairs = find_duplicates(candidates, history, threshold, model_path=Path(model_path), country=region, run=run,
+                            cache_dir=Path(cache_dir))
     get_run_logger().info(f"duplicates: model {'trained and saved to' if run.trained else 'reused from'} "
                           f"{run.model_path}; {run.duplicate_rows:,} duplicate rows")
     return pairs
@@ -153,7 +155,7 @@ def book_requests(
     step = time.monotonic()
     valid = requests[~requests.index.isin(list(reasons))]
     pairs = duplicates_step(valid, history_path, dedupe_threshold, default_region,
-                            dedupe_model or str(out_dir / "dedupe_model.json"))
+                            dedupe_model or str(out_dir / "dedupe_model.json"), str(work_dir / "dedupe"))
     best = pairs[pairs["best"]].set_index("row")["reason"]
     for i, row in valid["_row"].items():
         if row in best.index:

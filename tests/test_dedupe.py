@@ -95,9 +95,11 @@ def test_generated_labelled_sample_precision_and_recall(trained):
     _, new, history, pairs, _ = trained
     figures = evaluate(pairs, new, history)
     assert figures["expected"] >= 280
-    assert figures["recall"] >= 0.95, figures
-    # measured 0.70: household members at one address (other first name) often score as one person (README)
-    assert figures["precision"] >= 0.65, figures
+    # measured: recall 0.977, precision 0.779 (bounds: measured minus 0.02). The false positives left are
+    # household members with the household's phone (pairwise like FEBRL's replaced first names, which
+    # are duplicates), and same-name neighbours or namesakes elsewhere without a phone to compare (README)
+    assert figures["recall"] >= 0.955, figures
+    assert figures["precision"] >= 0.76, figures
     assert (pairs["kind"] == "batch").sum() >= 40
     assert pairs.groupby("row")["best"].sum().eq(1).all()
     assert list(pairs.columns) == PAIR_COLUMNS and pairs["match_probability"].between(0.9, 1).all()
@@ -122,12 +124,41 @@ def test_typos_abbreviations_swapped_names_and_other_countries_match_the_right_r
 
 def test_hard_non_duplicates_are_not_flagged(trained):
     new = pd.DataFrame([
+        ("Peter Smith", "123 North Main Street, Apt 4, Springfield, IL 62704", "+12175550177"),  # family, own phone
+        ("John Smith", "127 N Main St Apt 4, Springfield, IL 62704", "+12175550178"),    # neighbour, own phone
+        ("Harris, Emily", "Unit 3, 14 Wattle Cres, Bondi NSW 2026", "+61293740000"),     # family, own phone
         ("John Smith", "123 N Main St, Portland, OR 97201", "+15035550199"),             # namesake elsewhere
         ("Roberta Browning", "42 Pine St, Boston, MA 02110", None),                       # stranger
         ("Olivia Harris", "88 Banksia Parade, Perth WA 6000", "+61893705440"),            # namesake elsewhere
         (None, None, None),                                                               # empty row
     ], columns=["name", "address", "phone_e164"])
     assert find_duplicates(new, HISTORY, model_path=trained[0]).empty
+
+
+def test_another_first_name_with_the_same_phone_is_left_to_the_model(trained):
+    """A replaced first name (as in FEBRL's duplicates) with the same phone and address is a duplicate;
+    the same with another phone is another person (a household member)."""
+    new = pd.DataFrame([("Kelly Harris", "Unit 3, 14 Wattle Crescent, Bondi NSW 2026", "+61293745678"),
+                        ("Grace Harris", "Unit 3, 14 Wattle Crescent, Bondi NSW 2026", "+61293740001")],
+                       columns=["name", "address", "phone_e164"])
+    pairs = find_duplicates(new, HISTORY, model_path=trained[0])
+    assert best(pairs) == {1: ("history", "H5")}
+    assert pairs.loc[pairs["best"], "first_name_level"].tolist() == ["different"]
+
+
+def test_parsed_history_is_kept_by_content_and_replaced_when_it_changes(trained, tmp_path):
+    _, new, history, pairs, _ = trained
+    again = find_duplicates(new, history, model_path=trained[0], cache_dir=tmp_path)
+    kept = list(tmp_path.glob("dedupe_history_*.parquet"))
+    assert len(kept) == 1
+    pd.testing.assert_frame_equal(again, pairs)
+    stamp = kept[0].stat().st_mtime_ns
+    pd.testing.assert_frame_equal(find_duplicates(new, history, model_path=trained[0], cache_dir=tmp_path), pairs)
+    assert kept[0].stat().st_mtime_ns == stamp  # read back, not written again
+    changed = history.assign(address=history["address"].where(history.index != 0, "1 Other Rd, Boston MA 02110"))
+    find_duplicates(new, changed, model_path=trained[0], cache_dir=tmp_path)
+    assert [p.name for p in tmp_path.glob("dedupe_history_*.parquet")] != [kept[0].name]
+    assert len(list(tmp_path.glob("dedupe_history_*.parquet"))) == 1
 
 
 def test_batch_duplicates_point_at_an_earlier_row_and_row_numbers_come_from__row(trained):

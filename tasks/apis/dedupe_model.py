@@ -154,7 +154,7 @@ def train(linker: Linker) -> None:
         [block_on("first_name", "surname", "house", "street"), block_on("first_name", "surname", "phone")],
         recall=PRIOR_RECALL)
     training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=SEED)
-    for rule in (block_on("first_name", "postcode"), block_on("first_name", "surname"), block_on("postcode", "house")):
+    for rule in (block_on("postcode", "house"), block_on("first_name", "surname")):
         training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=EM_PAIRS)
 
 
