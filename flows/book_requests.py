@@ -155,7 +155,7 @@ def book_requests(
     step = time.monotonic()
     valid = requests[~requests.index.isin(list(reasons))]
     pairs = duplicates_step(valid, history_path, dedupe_threshold, default_region,
-                            dedupe_model or str(out_dir / "dedupe_model.json"), str(work_dir / "dedupe"))
+                            dedupe_model or str(out_dir / "dedupe_model.json"), str(Path(work_dir) / "dedupe"))
     best = pairs[pairs["best"]].set_index("row")["reason"]
     for i, row in valid["_row"].items():
         if row in best.index:
