@@ -5,10 +5,13 @@ row is a true duplicate when its entity is in the history or earlier in the batc
 
 Rows are typed by people: names with typos, swapped order ("Smith, John"), case, dropped accents or
 middle initials; addresses with St/Street, N/North, Apt/#/Unit, full state names, typos, missing
-zip, city or street type; phones in several formats, missing or changed. Hard non-duplicates are new
-entities: a family member at the same address (same surname, other first name, often the same
-phone), a neighbour on the same street (another house number, sometimes with the same name), a
-namesake in another city, and a namesake at the same house number and street in another city.
+zip, city or street type; phones in several formats. A request is confirmed by SMS, so the phone is
+the requester's own mobile: in a batch 2 % of people give none, 10 % of requests leave it out and 3 %
+give a new number; the history holds past accepted requests, all with a phone (1.5 % a new one).
+Hard non-duplicates are new entities: a family member at the same address (same surname, other first
+name, their own phone or none), a neighbour on the same street (another house number, sometimes with
+the same name), a namesake in another city, and a namesake at the same house number and street in
+another city.
 """
 from __future__ import annotations
 
@@ -63,6 +66,7 @@ STREETS = ("Main Oak Maple Cedar Pine Elm Washington Lake Hill Park Walnut Sunse
            "Pleasant Garden Mulberry Locust Beech Linden Vine Wildwood Briarwood Foxhill Stonebridge").split()
 DIRECTIONS = [("North", "N"), ("South", "S"), ("East", "E"), ("West", "W")]
 ABROAD_SHARE = 0.3  # people outside the US (UK, Canada, Australia, India)
+NO_PHONE_SHARE = 0.02  # people who give no mobile (requests are confirmed by SMS, so nearly all give one)
 BOOKS = ["Dune", "Beloved", "Middlemarch", "The Hobbit", "Invisible Man", "Emma", "Ulysses", "Persuasion",
          "Things Fall Apart", "The Road", "Moby-Dick", "Jane Eyre", "Native Son", "Kindred", "Dracula"]
 KEYBOARD = "qwertyuiop asdfghjkl zxcvbnm".split()
@@ -84,8 +88,8 @@ def _towns(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(len(TOWNS), n, p=weights / weights.sum())
 
 
-def _people(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Canonical person-at-place records (the entity is the row position)."""
+def _people(n: int, rng: np.random.Generator, no_phone: float = NO_PHONE_SHARE) -> pd.DataFrame:
+    """Canonical person-at-place records (the entity is the row position); `no_phone` of them give no phone."""
     town = _towns(n, rng)
     country = COUNTRY[town]
     units = rng.integers(1, 40, n).astype(str).astype(object) + np.where(rng.random(n) < 0.2, "B", "")
@@ -102,7 +106,7 @@ def _people(n: int, rng: np.random.Generator) -> pd.DataFrame:
         "unit": np.where(rng.random(n) < 0.25, units, ""),
         "city": town,
         "zip": postcodes(town, rng),
-        "phone": np.where(rng.random(n) < 0.9, phones(town, rng), ""),
+        "phone": np.where(rng.random(n) < 1 - no_phone, phones(town, rng), ""),
         "building": np.where(rng.random(n) < np.where(country == "US", 0.03, 0.25), rng.choice(BUILDINGS, n), ""),
         "suburb": [s[k % len(s)] for s, k in zip(suburbs, rng.integers(0, 1000, n))],
     })
@@ -122,19 +126,20 @@ def _family_first_names(homes: pd.DataFrame, people: pd.DataFrame, rng: np.rando
 
 
 def _hard_negatives(people: pd.DataFrame, sources: np.ndarray, rng: np.random.Generator,
-                    shares: tuple[float, ...] = (0.35, 0.25, 0.25, 0.15)) -> pd.DataFrame:
-    """New entities close to people[sources]; shares of family members (same address and surname,
-    half of them the same phone), neighbours (same street, another house number, half of them the same
+                    shares: tuple[float, ...] = (0.35, 0.25, 0.25, 0.15), no_phone: float = NO_PHONE_SHARE
+                    ) -> pd.DataFrame:
+    """New entities close to people[sources]; shares of family members (same address and surname, their
+    own mobile phone or none), neighbours (same street, another house number, half of them the same
     name), namesakes elsewhere, namesakes at the same house number and street in another city."""
     n = len(sources)
     out = people.iloc[sources].reset_index(drop=True)
-    fresh = _people(n, rng)
+    fresh = _people(n, rng, no_phone)
     kind = rng.choice(4, n, p=shares)
     family, neighbour, elsewhere, other_city = (kind == k for k in range(4))
     home = ["house", "direction", "street", "type", "unit", "city"]
     out.loc[family, "first"] = _family_first_names(out.loc[family, home], people, rng)
     out.loc[family, "middle"] = ""
-    out.loc[family & (rng.random(n) < 0.5), "phone"] = fresh["phone"]  # else the household's phone
+    out.loc[family, "phone"] = fresh.loc[family, "phone"]  # their own mobile (requests are confirmed by SMS)
     step = rng.choice([-8, -6, -4, -2, 2, 4, 6, 8], n)
     house = out["house"].to_numpy()
     out.loc[neighbour, "house"] = np.where(house + step >= 1, house + step, house - step)[neighbour]
@@ -249,17 +254,18 @@ def _render(people: pd.DataFrame, entity: np.ndarray, r: random.Random, noise: f
 
 def history_frame(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history, people): n past requests (request_id H0000001…, some people asked twice, 8 % share a
-    household with another), labelled with `entity`; people = the canonical record per entity."""
+    household with another), labelled with `entity`; people = the canonical record per entity. Every
+    past request has a phone (the flow accepts none without one), 1.5 % of them a new number."""
     rng, r = np.random.default_rng(seed), random.Random(seed)
     unique = max(min(n, 1), round(n * 0.9))
-    people = _people(unique, rng)
+    people = _people(unique, rng, no_phone=0)
     family = np.flatnonzero(rng.random(unique) < 0.08)  # these people live with an earlier one
-    relatives = _hard_negatives(people, rng.integers(0, unique, len(family)), rng, shares=(1, 0, 0, 0))
+    relatives = _hard_negatives(people, rng.integers(0, unique, len(family)), rng, shares=(1, 0, 0, 0), no_phone=0)
     for column in PEOPLE_COLUMNS:
         people.loc[family, column] = relatives[column].to_numpy()
     entity = np.concatenate([np.arange(unique), rng.integers(0, unique, n - unique)])
     rng.shuffle(entity)
-    frame = _render(people, entity, r, noise=0.5, phone_missing=0.03)
+    frame = _render(people, entity, r, noise=0.5, phone_missing=0)
     frame.insert(0, "request_id", [f"H{k:07d}" for k in range(1, n + 1)])
     start = date(2024, 1, 1)
     frame.insert(5, "date", [(start + timedelta(days=int(d))).isoformat() for d in rng.integers(0, 1000, n)])
