@@ -43,7 +43,11 @@ class Level:
 
 
 def _jw(column: str, at_least: float) -> str:
-    return f"jaro_winkler_similarity({column}_l, {column}_r) >= {at_least}"
+    return _jw_pair(f"{column}_l", f"{column}_r", at_least)
+
+
+def _jw_pair(left: str, right: str, at_least: float = 0.9) -> str:
+    return f"jaro_winkler_similarity({left}, {right}) >= {at_least}"
 
 
 def _null(column: str) -> Level:
@@ -55,11 +59,13 @@ def _exact(column: str, tf: bool = False) -> Level:
 
 
 ELSE = Level("different", "ELSE")
-# first name and surname the other way round (or a lone name in the other's surname)
-SWAPPED = Level("swapped", "(first_name_l = surname_r AND (surname_l = first_name_r OR surname_l IS NULL OR "
-                           "first_name_r IS NULL)) OR (surname_l = first_name_r AND (first_name_l IS NULL OR "
-                           "surname_r IS NULL))")
+# first name and surname the other way round, either may carry a typo (or a lone name in the other's surname)
+SWAPPED = Level("swapped", f"({_jw_pair('first_name_l', 'surname_r')} AND ({_jw_pair('surname_l', 'first_name_r')} OR "
+                           "surname_l IS NULL OR first_name_r IS NULL)) OR (surname_l = first_name_r AND "
+                           "(first_name_l IS NULL OR surname_r IS NULL))")
 TOKENS = "string_split({0}_{1}, ' ')"
+# one locality within the other, spaces ignored ('surfersparadise' in 'dale view surfers paradise')
+JOINED = "replace(locality_{0}, ' ', '')"
 LEVELS: dict[str, list[Level]] = {
     "first_name": [_null("first_name"), _exact("first_name", tf=True),
                    Level("nickname", "list_has_any(first_forms_l, first_forms_r)"),
@@ -75,8 +81,8 @@ LEVELS: dict[str, list[Level]] = {
                Level("close", _jw("street", 0.8)), ELSE],
     "building": [_null("building"), _exact("building"), Level("similar", _jw("building", 0.85)), ELSE],
     "locality": [_null("locality"), _exact("locality", tf=True), Level("similar", _jw("locality", 0.9)),
-                 Level("part", f"list_has_all({TOKENS.format('locality', 'l')}, {TOKENS.format('locality', 'r')})"
-                               f" OR list_has_all({TOKENS.format('locality', 'r')}, {TOKENS.format('locality', 'l')})"),
+                 Level("part", f"contains({JOINED.format('l')}, {JOINED.format('r')}) OR "
+                               f"contains({JOINED.format('r')}, {JOINED.format('l')})"),
                  Level("overlap", f"list_has_any({TOKENS.format('locality', 'l')}, {TOKENS.format('locality', 'r')})"),
                  ELSE],
     "postcode": [_null("postcode"), _exact("postcode"), Level("area", "left(postcode_l, 3) = left(postcode_r, 3)"),
@@ -107,7 +113,8 @@ BLOCKING_KEYS = (
     BlockingKey("bk_postcode_first", ("postcode", "first_name")), BlockingKey("bk_postcode_house", ("postcode", "house")),
     BlockingKey("bk_house_street", ("house", "street")), BlockingKey("bk_house_surname", ("house", "surname")),
     BlockingKey("bk_street_surname", ("street", "surname")),
-    BlockingKey("bk_names", ("first_name", "surname"), cap=100), BlockingKey("bk_house_town", ("house", TOWN), cap=100),
+    BlockingKey("bk_names", ("least(first_name, surname)", "greatest(first_name, surname)"), cap=100),
+    BlockingKey("bk_street_town", ("street", TOWN)), BlockingKey("bk_house_town", ("house", TOWN), cap=100),
     BlockingKey("bk_first_town", ("first_name", TOWN), cap=100),
     BlockingKey("bk_surname_town", ("surname", TOWN), cap=100))
 
