@@ -4,8 +4,9 @@
   python bench/dedupe_benchmark.py --new 20000 --history 200000 --small-new 0
   python bench/dedupe_benchmark.py --febrl DIR --new 0  # FEBRL 4a/4b (new vs history) and 3 (within a batch)
 
-Each size runs in a fresh process (so peak RSS is its own): the labelled data are generated first (not
-timed), then `find_duplicates` runs twice while a thread samples the RSS: once training the model
+Each size runs in a fresh process (so peak RSS is its own): the labelled data are generated first in
+another process (not timed) and written as Parquet, read back as Arrow-backed frames, then
+`find_duplicates` runs twice while a thread samples the RSS: once training the model
 (written to a temporary file), once reusing it. Precision and recall are row-level: a flagged row is
 right when it is a true duplicate and the request or row it points at is the same entity; "history"
 counts rows whose entity is in the history, "batch" rows whose entity only appeared earlier in the batch.
@@ -78,17 +79,25 @@ def timed(new: pd.DataFrame, history: pd.DataFrame, threshold: float) -> dict:
     return out
 
 
-def generated(n_new: int, n_history: int, dup_share: float, batch_dup_share: float, seed: int,
-              threshold: float) -> dict:
+def generate(folder: str, n_new: int, n_history: int, dup_share: float, batch_dup_share: float, seed: int) -> str:
+    """Labelled data written to folder as Parquet (history.parquet, new.parquet); returns the run's title."""
     from tasks.samples.book_requests import history_frame, new_requests_frame
 
     started = time.monotonic()
     history, people = history_frame(n_history, seed=seed)
     new = new_requests_frame(n_new, history, people, dup_share=dup_share, batch_dup_share=batch_dup_share,
                              seed=seed + 1)
-    del people
-    return {"title": f"generated: {n_new:,} new x {n_history:,} history (data made in "
-                     f"{time.monotonic() - started:.1f} s, not timed)", **timed(new, history, threshold)}
+    history.to_parquet(Path(folder) / "history.parquet")
+    new.to_parquet(Path(folder) / "new.parquet")
+    return (f"generated: {n_new:,} new x {n_history:,} history (data made in {time.monotonic() - started:.1f} s, "
+            "not timed)")
+
+
+def generated(folder: str, title: str, threshold: float) -> dict:
+    """The timed runs on data that generate() wrote, read as Arrow-backed frames (only what a user's
+    request files would hold: no generator state in this process)."""
+    new, history = pd.read_parquet(Path(folder) / "new.parquet"), pd.read_parquet(Path(folder) / "history.parquet")
+    return {"title": title, **timed(new, history, threshold)}
 
 
 def febrl_frame(path: Path) -> pd.DataFrame:
@@ -152,14 +161,21 @@ def main() -> None:
     parser.add_argument("--febrl", help="folder with FEBRL dataset3.csv, dataset4a.csv, dataset4b.csv")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    jobs = [(generated, n, h, args.dup_share, args.batch_dup_share, args.seed, args.threshold)
-            for n, h in ((args.new, args.history), (args.small_new, args.small_history)) if n]
-    jobs += [(febrl, args.febrl, which, args.threshold, phones) for phones in (False, True) for which in ("4", "3")
-             if args.febrl]
-    for job, *arguments in jobs:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            report(pool.submit(job, *arguments).result())
+    sizes = [(n, h) for n, h in ((args.new, args.history), (args.small_new, args.small_history)) if n]
+    for n_new, n_history in sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            title = in_fresh_process(generate, folder, n_new, n_history, args.dup_share, args.batch_dup_share,
+                                     args.seed)
+            report(in_fresh_process(generated, folder, title, args.threshold))
+    for phones in (False, True) if args.febrl else ():
+        for which in ("4", "3"):
+            report(in_fresh_process(febrl, args.febrl, which, args.threshold, phones))
 
+
+def in_fresh_process(job, *arguments):
+    """job(*arguments) in a new process, so that its peak RSS is its own."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(job, *arguments).result()
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from tasks.apis.address_words import (ALL_REGIONS, COUNTRY_WORDS, DIRECTIONS, LONG_TYPES, MULTI_WORD, REGIONS,
                                       STREET_TYPES, address_word)
-from tasks.apis.normalise import clean, map_words, nulls
+from tasks.apis.normalise import clean, map_words, nulls, strings
 
 ADDRESS_COLUMNS = ("house", "unit", "street", "street_type", "building", "locality", "postcode", "region")
 POSTCODE = (r"\d{5}(?: ?\d{4})?|\d{3} ?\d{3}|\d{4}|[a-z]\d[a-z] ?\d[a-z]\d|"
@@ -49,8 +49,7 @@ def _field(struct: pa.Array, name: str) -> np.ndarray:
 def _prepare(values: Iterable) -> pa.Array:
     """Cleaned text with commas kept: '4/12' -> 'unit 4 12', '#5' -> 'unit 5', '12-14' -> '12_14',
     multi-word region names joined, glued types split, words in canonical form."""
-    text = pc.utf8_lower(pc.fill_null(pa.array(pd.Series(list(values), dtype=object).astype("string"),
-                                               type=pa.string()), ""))
+    text = pc.utf8_lower(strings(values))
     text = pc.replace_substring_regex(text, r"\b([a-z]?\d{1,5}[a-z]?)\s*/\s*(\d+[a-z]?)\b", r" unit \1 \2")
     text = pc.replace_substring_regex(text, r"#\s*", " unit ")
     text = pc.replace_substring_regex(text, r"(\d)\s*-\s*(\d)", r"\1_\2")

@@ -35,8 +35,11 @@ def ascii_word(token: str) -> str:
 def strings(values: Iterable) -> pa.Array:
     """A pyarrow string array of the values, "" for missing ones."""
     series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-    series = series.astype(object).where(series.notna(), None)
-    return pc.fill_null(pa.array(series.astype("string[pyarrow]"), type=pa.string()), "")
+    try:  # text and missing values: no copy through Python objects
+        array = pa.array(series, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers among them: as text
+        array = pa.array(series.astype(object).where(series.notna(), None).astype("string[pyarrow]"), type=pa.string())
+    return pc.fill_null(array, "")
 
 
 def clean(values: Iterable, keep_commas: bool = False) -> pa.Array:
