@@ -114,7 +114,7 @@ BLOCKING_KEYS = (
     BlockingKey("bk_house_street", ("house", "street")), BlockingKey("bk_house_surname", ("house", "surname")),
     BlockingKey("bk_street_surname", ("street", "surname")),
     BlockingKey("bk_names", ("least(first_name, surname)", "greatest(first_name, surname)"), cap=100),
-    BlockingKey("bk_street_town", ("street", TOWN)), BlockingKey("bk_house_town", ("house", TOWN), cap=100),
+    BlockingKey("bk_house_town", ("house", TOWN), cap=100),
     BlockingKey("bk_first_town", ("first_name", TOWN), cap=100),
     BlockingKey("bk_surname_town", ("surname", TOWN), cap=100))
 
