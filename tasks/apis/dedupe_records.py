@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ from tasks.apis.names import parse_names
 
 SOURCE_COLUMNS = ("name", "address", "phone_e164", "country")
 CACHE_PREFIX = "dedupe_history_"
+PARSE_ROWS = 200_000
+RECORD_SCHEMA = pa.schema([("unique_id", pa.int64()), *((c, pa.list_(pa.string())) if c == "first_forms" else
+                                                      (c, pa.string()) for c in RECORD_COLUMNS[1:])])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -55,7 +59,7 @@ def countries(frame: pd.DataFrame, default: str) -> pd.Series:
 
 
 def records(frame: pd.DataFrame, first_id: int, default_country: str) -> pa.Table:
-    """The frame as Splink records (RECORD_COLUMNS), unique_id = first_id + position."""
+    """The frame as Splink records (RECORD_SCHEMA), unique_id = first_id + position."""
     missing = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     parsed_names = parse_names(frame["name"] if "name" in frame else missing)
     address = parse_addresses(frame["address"] if "address" in frame else missing, countries(frame, default_country))
@@ -63,7 +67,14 @@ def records(frame: pd.DataFrame, first_id: int, default_country: str) -> pa.Tabl
     phone = phone.where(phone.notna() & (phone.astype(str) != ""), None).reset_index(drop=True)
     out = pd.concat([parsed_names, address], axis=1).assign(phone=phone)
     out.insert(0, "unique_id", np.arange(first_id, first_id + len(frame), dtype=np.int64))
-    return pa.Table.from_pandas(out[list(RECORD_COLUMNS)], preserve_index=False)
+    return pa.Table.from_pandas(out[list(RECORD_COLUMNS)], schema=RECORD_SCHEMA, preserve_index=False)
+
+
+def _record_chunks(frame: pd.DataFrame, default_country: str) -> Iterator[pa.Table]:
+    """records() of PARSE_ROWS rows at a time (unique_id = position), so that parsing a long history
+    holds one chunk's Python objects at a time."""
+    for start in range(0, max(len(frame), 1), PARSE_ROWS):
+        yield records(frame.iloc[start:start + PARSE_ROWS], start, default_country)
 
 
 def _digest(frame: pd.DataFrame, default_country: str) -> str:
@@ -82,13 +93,15 @@ def history_records(history: pd.DataFrame, default_country: str, cache_dir: Path
     """The history's records (unique_id = position): a Parquet file in cache_dir (written now unless
     this history was parsed before), or a table when there is no cache_dir."""
     if cache_dir is None:
-        return records(history, 0, default_country)
+        return pa.concat_tables(_record_chunks(history, default_country))
     path = cache_dir / f"{CACHE_PREFIX}{_digest(history, default_country)}.parquet"
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         for old in cache_dir.glob(f"{CACHE_PREFIX}*.parquet"):
             old.unlink()
         partial = path.with_suffix(".partial")
-        pq.write_table(records(history, 0, default_country), partial)
+        with pq.ParquetWriter(partial, RECORD_SCHEMA) as writer:
+            for chunk in _record_chunks(history, default_country):
+                writer.write_table(chunk)
         partial.replace(path)
     return path
