@@ -190,6 +190,7 @@ def test_missing_values_empty_frames_and_too_little_data_to_train(trained, tmp_p
     assert find_duplicates(new, HISTORY, model_path=trained[0]).empty
     empty = find_duplicates(new.iloc[:0], HISTORY.iloc[:0])
     assert empty.empty and list(empty.columns) == PAIR_COLUMNS
+    assert find_duplicates(new, HISTORY.iloc[:0], model_path=trained[0], cache_dir=tmp_path).empty  # no history
     with pytest.raises(ValueError, match="too few to train a duplicate model"):
         find_duplicates(new, HISTORY, model_path=tmp_path / "absent.json")
     assert not (tmp_path / "absent.json").exists()

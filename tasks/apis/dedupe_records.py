@@ -60,6 +60,8 @@ def countries(frame: pd.DataFrame, default: str) -> pd.Series:
 
 def records(frame: pd.DataFrame, first_id: int, default_country: str) -> pa.Table:
     """The frame as Splink records (RECORD_SCHEMA), unique_id = first_id + position."""
+    if not len(frame):
+        return RECORD_SCHEMA.empty_table()
     missing = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     parsed_names = parse_names(frame["name"] if "name" in frame else missing)
     address = parse_addresses(frame["address"] if "address" in frame else missing, countries(frame, default_country))
