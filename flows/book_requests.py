@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from tasks.apis.dedupe import check_history_columns, find_duplicates
+from tasks.apis.dedupe import DedupeRun, check_history_columns, find_duplicates
 from tasks.apis.geocoding import RESULT_COLUMNS as GEO_COLUMNS
 from tasks.apis.geocoding import address_key, geocode, status_of
 from tasks.apis.http import ApiSpec, RetryPolicy
@@ -22,10 +22,9 @@ from tasks.apis.llm import PromptTemplate
 from tasks.apis.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS
 from tasks.apis.messaging import OutboxHooks, idempotency_key, is_email, send_message
 from tasks.apis.phones import check_phones, fast_e164
-from tasks.engine.job import Job
+from tasks.engine.job import Job, RunOptions
 from tasks.engine.lookups import LookupCache, cached_lookup
 from tasks.engine.progress import publish_summary, summary_markdown
-from tasks.engine.job import RunOptions
 from tasks.engine.run import default_work_dir, run_job_on_frame
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import OutputWriter, read_chunks
@@ -46,10 +45,19 @@ def phones_step(requests: pd.DataFrame, region: str) -> pd.DataFrame:
 
 
 @task(name="find-duplicates")
-def duplicates_step(candidates: pd.DataFrame, history_path: str, threshold: float, region: str) -> pd.DataFrame:
+def duplicates_step(candidates: pd.DataFrame, history_path: str, threshold: float, region: str,
+                    model_path: str, cache_dir: str) -> pd.DataFrame:
+    """Pairs with match probability >= threshold; the model at model_path is reused, or trained and saved
+    there when absent. Addresses are read for the `country` column, else the phone's region, else `region`.
+    The parsed history is kept in cache_dir for the next run with the same history."""
     history = read_all(history_path)
     history["phone_e164"] = fast_e164(history.get("phone", pd.Series("", index=history.index)), region)
-    return find_duplicates(candidates, history, threshold)
+    run = DedupeRun()
+    pairs = find_duplicates(candidates, history, threshold, model_path=Path(model_path), country=region, run=run,
+                            cache_dir=Path(cache_dir))
+    get_run_logger().info(f"duplicates: model {'trained and saved to' if run.trained else 'reused from'} "
+                          f"{run.model_path}; {run.duplicate_rows:,} duplicate rows")
+    return pairs
 
 
 def request_ids(requests: pd.DataFrame) -> pd.Series:
@@ -98,7 +106,7 @@ def render_messages(accepted: pd.DataFrame, template: PromptTemplate, channel: s
 @flow(name="book-requests")
 def book_requests(
     input_path: str, history_path: str, output_dir: str, default_region: str = "US", send: bool = False,
-    dedupe_threshold: float = 0.9, runner: str = "thread", workers: int | None = None, concurrency: int = 50,
+    dedupe_threshold: float = 0.9, dedupe_model: str | None = None, runner: str = "thread", workers: int | None = None, concurrency: int = 50,
     chunk_size: int = 200, channel: str = "sms", template_file: str | None = None,
     geocoding_base_url: str = "https://maps.googleapis.com", geocoding_key_env: str = "GOOGLE_MAPS_API_KEY",
     geocoding_key_block: str | None = None, geocoding_per_second: float = 50,
@@ -106,6 +114,8 @@ def book_requests(
     messaging_key_block: str | None = None, messages_per_second: float = 20, emulate: bool = False,
 ) -> dict[str, Any]:
     """Validate, dedupe and confirm a batch of book requests; write the four CSVs to `output_dir`.
+    `dedupe_threshold`: the match probability from which a pair is a duplicate; `dedupe_model`: the
+    duplicate model file to reuse, or to train and write when absent (default OUTDIR/dedupe_model.json).
     `emulate`: a sample run against local emulators (tasks/samples/emulated.py)."""
     if emulate:
         return run_emulated(book_requests, locals())
@@ -144,7 +154,8 @@ def book_requests(
 
     step = time.monotonic()
     valid = requests[~requests.index.isin(list(reasons))]
-    pairs = duplicates_step(valid, history_path, dedupe_threshold, default_region)
+    pairs = duplicates_step(valid, history_path, dedupe_threshold, default_region,
+                            dedupe_model or str(out_dir / "dedupe_model.json"), str(Path(work_dir) / "dedupe"))
     best = pairs[pairs["best"]].set_index("row")["reason"]
     for i, row in valid["_row"].items():
         if row in best.index:

@@ -83,7 +83,8 @@ def _book_requests(args) -> dict:
     options = _given(args, "default_region", "dedupe_threshold", "runner", "workers", "concurrency", "chunk_size",
                      "channel", "geocoding_base_url", "messaging_base_url")
     figures = book_requests(_absolute(args.input), _absolute(args.history), _absolute(args.output), send=args.send,
-                            template_file=_absolute(args.template_file), **options)
+                            template_file=_absolute(args.template_file), dedupe_model=_absolute(args.dedupe_model),
+                            **options)
     reasons = ", ".join(f"{reason} {count:,}" for reason, count in figures["reasons"].items()) or "none"
     messages = ", ".join(f"{status} {count:,}" for status, count in figures["messages"].items()) or "none"
     print(f"{figures['accepted']:,} accepted, {figures['rejected']:,} rejected ({reasons}) of "
@@ -172,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     sending = books.add_mutually_exclusive_group()
     sending.add_argument("--send", action="store_true", help="send the confirmation messages")
     sending.add_argument("--dry-run", dest="send", action="store_false", help="render them only (the default)")
-    books.add_argument("--dedupe-threshold", type=float, help="combined similarity 0-1 for a duplicate (default 0.9)")
+    books.add_argument("--dedupe-threshold", type=float, help="match probability 0-1 for a duplicate (default 0.9)")
+    books.add_argument("--dedupe-model", help="duplicate model (Splink JSON) to reuse; trained and written there "
+                                              "when absent (default OUTDIR/dedupe_model.json)")
     books.add_argument("--channel", choices=("sms", "email"), help="message channel (default sms)")
     books.add_argument("--template-file", help="message template with {name}, {book}, {formatted_address} ...")
     books.add_argument("--geocoding-base-url", help="default https://maps.googleapis.com (key: GOOGLE_MAPS_API_KEY)")

@@ -5,10 +5,13 @@ row is a true duplicate when its entity is in the history or earlier in the batc
 
 Rows are typed by people: names with typos, swapped order ("Smith, John"), case, dropped accents or
 middle initials; addresses with St/Street, N/North, Apt/#/Unit, full state names, typos, missing
-zip, city or street type; phones in several formats, missing or changed. Hard non-duplicates are new
-entities: a family member at the same address (same surname, other first name, often the same
-phone), a neighbour on the same street (another house number, sometimes with the same name), a
-namesake in another city, and a namesake at the same house number and street in another city.
+zip, city or street type; phones in several formats. A request is confirmed by SMS, so the phone is
+the requester's own mobile: in a batch 2 % of people give none, 10 % of requests leave it out and 3 %
+give a new number; the history holds past accepted requests, all with a phone (1.5 % a new one).
+Hard non-duplicates are new entities: a family member at the same address (same surname, other first
+name, their own phone or none), a neighbour on the same street (another house number, sometimes with
+the same name), a namesake in another city, and a namesake at the same house number and street in
+another city.
 """
 from __future__ import annotations
 
@@ -19,6 +22,10 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from nicknames import NickNamer
+
+from tasks.samples.book_places import BUILDINGS, COUNTRY, SUBURBS, TOWNS, TYPES, UNIT_LABELS, phones, postcodes, \
+    render_phone
 
 FIRST = ("James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara Richard Susan "
          "Joseph Jessica Thomas Sarah Charles Karen Christopher Nancy Daniel Lisa Matthew Betty Anthony Margaret "
@@ -57,27 +64,15 @@ STREETS = ("Main Oak Maple Cedar Pine Elm Washington Lake Hill Park Walnut Sunse
            "Cambridge Oxford Hawthorne Juniper Aspen Spruce Poplar Holly Ivy Rosewood Sherwood Westwood "
            "Riverside Hillcrest Lakeshore Bayview Mountain Canyon Mesa Desert Prairie Heritage Liberty Victory "
            "Pleasant Garden Mulberry Locust Beech Linden Vine Wildwood Briarwood Foxhill Stonebridge").split()
-TYPES = [("Street", "St"), ("Avenue", "Ave"), ("Road", "Rd"), ("Boulevard", "Blvd"), ("Drive", "Dr"),
-         ("Lane", "Ln"), ("Court", "Ct"), ("Place", "Pl"), ("Terrace", "Ter"), ("Way", "Way")]
 DIRECTIONS = [("North", "N"), ("South", "S"), ("East", "E"), ("West", "W")]
-# city, state code, state name, first three zip digits, area code
-CITIES = [tuple(entry.split("|")) for entry in """\
-Springfield|IL|Illinois|627|217;Chicago|IL|Illinois|606|312;Austin|TX|Texas|787|512;Houston|TX|Texas|770|713;\
-Dallas|TX|Texas|752|214;Boston|MA|Massachusetts|021|617;Worcester|MA|Massachusetts|016|508;\
-Denver|CO|Colorado|802|303;Boulder|CO|Colorado|803|720;Miami|FL|Florida|331|305;Orlando|FL|Florida|328|407;\
-Tampa|FL|Florida|336|813;Seattle|WA|Washington|981|206;Spokane|WA|Washington|992|509;Portland|OR|Oregon|972|503;\
-Eugene|OR|Oregon|974|541;Phoenix|AZ|Arizona|850|602;Tucson|AZ|Arizona|857|520;Atlanta|GA|Georgia|303|404;\
-Savannah|GA|Georgia|314|912;New York|NY|New York|100|212;Buffalo|NY|New York|142|716;Albany|NY|New York|122|518;\
-Newark|NJ|New Jersey|071|973;Trenton|NJ|New Jersey|086|609;Philadelphia|PA|Pennsylvania|191|215;\
-Pittsburgh|PA|Pennsylvania|152|412;Columbus|OH|Ohio|432|614;Cleveland|OH|Ohio|441|216;Detroit|MI|Michigan|482|313;\
-Lansing|MI|Michigan|489|517;Charlotte|NC|North Carolina|282|704;Raleigh|NC|North Carolina|276|919;\
-Nashville|TN|Tennessee|372|615;Memphis|TN|Tennessee|381|901;Minneapolis|MN|Minnesota|554|612;\
-St. Louis|MO|Missouri|631|314;Kansas City|MO|Missouri|641|816;Salt Lake City|UT|Utah|841|801;\
-Las Vegas|NV|Nevada|891|702;San Diego|CA|California|921|619;Oakland|CA|California|946|510""".split(";")]
+ABROAD_SHARE = 0.3  # people outside the US (UK, Canada, Australia, India)
+NO_PHONE_SHARE = 0.02  # people who give no mobile (requests are confirmed by SMS, so nearly all give one)
 BOOKS = ["Dune", "Beloved", "Middlemarch", "The Hobbit", "Invisible Man", "Emma", "Ulysses", "Persuasion",
          "Things Fall Apart", "The Road", "Moby-Dick", "Jane Eyre", "Native Son", "Kindred", "Dracula"]
 KEYBOARD = "qwertyuiop asdfghjkl zxcvbnm".split()
-PEOPLE_COLUMNS = ["first", "middle", "last", "house", "direction", "street", "type", "unit", "city", "zip", "phone"]
+PEOPLE_COLUMNS = ["first", "middle", "last", "house", "direction", "street", "type", "unit", "city", "zip", "phone",
+                  "building", "suburb"]
+NICKNAMES = NickNamer()
 
 
 def _zipf(n: int) -> np.ndarray:
@@ -85,29 +80,35 @@ def _zipf(n: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _phones(city: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    area = np.array([c[4] for c in CITIES])[city]
-    number = rng.integers(200, 1000, len(city)) * 10_000 + rng.integers(0, 10_000, len(city))
-    return np.array([f"+1{a}{n}" for a, n in zip(area, number)], dtype=object)
+def _towns(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Town indexes: ABROAD_SHARE abroad; within a country, a few towns much more often than others."""
+    home = COUNTRY == "US"
+    weights = np.zeros(len(TOWNS))
+    weights[home], weights[~home] = _zipf(home.sum()) * (1 - ABROAD_SHARE), _zipf((~home).sum()) * ABROAD_SHARE
+    return rng.choice(len(TOWNS), n, p=weights / weights.sum())
 
 
-def _people(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Canonical person-at-place records (the entity is the row position)."""
-    city = rng.choice(len(CITIES), n, p=_zipf(len(CITIES)))
-    zip3 = np.array([c[3] for c in CITIES], dtype=object)[city]
+def _people(n: int, rng: np.random.Generator, no_phone: float = NO_PHONE_SHARE) -> pd.DataFrame:
+    """Canonical person-at-place records (the entity is the row position); `no_phone` of them give no phone."""
+    town = _towns(n, rng)
+    country = COUNTRY[town]
     units = rng.integers(1, 40, n).astype(str).astype(object) + np.where(rng.random(n) < 0.2, "B", "")
+    type_count = np.array([len(TYPES[c]) for c in country])
+    suburbs = [SUBURBS.get(c, [""]) for c in country]
     return pd.DataFrame({
         "first": rng.choice(FIRST, n, p=_zipf(len(FIRST))),
         "middle": np.where(rng.random(n) < 0.25, rng.choice(list("ABCDEFGHJKLMNPRSTW"), n), ""),
         "last": rng.choice(LAST, n, p=_zipf(len(LAST))),
         "house": rng.integers(1, 10_000, n),
-        "direction": np.where(rng.random(n) < 0.2, rng.integers(0, len(DIRECTIONS), n), -1),
+        "direction": np.where((rng.random(n) < 0.2) & (country == "US"), rng.integers(0, len(DIRECTIONS), n), -1),
         "street": rng.integers(0, len(STREETS), n),
-        "type": rng.integers(0, len(TYPES), n),
+        "type": (rng.random(n) * type_count).astype(int),
         "unit": np.where(rng.random(n) < 0.25, units, ""),
-        "city": city,
-        "zip": [f"{z}{k:02d}" for z, k in zip(zip3, rng.integers(1, 40, n))],
-        "phone": np.where(rng.random(n) < 0.9, _phones(city, rng), ""),
+        "city": town,
+        "zip": postcodes(town, rng),
+        "phone": np.where(rng.random(n) < 1 - no_phone, phones(town, rng), ""),
+        "building": np.where(rng.random(n) < np.where(country == "US", 0.03, 0.25), rng.choice(BUILDINGS, n), ""),
+        "suburb": [s[k % len(s)] for s, k in zip(suburbs, rng.integers(0, 1000, n))],
     })
 
 
@@ -125,31 +126,31 @@ def _family_first_names(homes: pd.DataFrame, people: pd.DataFrame, rng: np.rando
 
 
 def _hard_negatives(people: pd.DataFrame, sources: np.ndarray, rng: np.random.Generator,
-                    shares: tuple[float, ...] = (0.35, 0.25, 0.25, 0.15)) -> pd.DataFrame:
-    """New entities close to people[sources]; shares of family members (same address and surname,
-    half of them the same phone), neighbours (same street, another house number, half of them the same
+                    shares: tuple[float, ...] = (0.35, 0.25, 0.25, 0.15), no_phone: float = NO_PHONE_SHARE
+                    ) -> pd.DataFrame:
+    """New entities close to people[sources]; shares of family members (same address and surname, their
+    own mobile phone or none), neighbours (same street, another house number, half of them the same
     name), namesakes elsewhere, namesakes at the same house number and street in another city."""
     n = len(sources)
     out = people.iloc[sources].reset_index(drop=True)
-    fresh = _people(n, rng)
+    fresh = _people(n, rng, no_phone)
     kind = rng.choice(4, n, p=shares)
     family, neighbour, elsewhere, other_city = (kind == k for k in range(4))
     home = ["house", "direction", "street", "type", "unit", "city"]
     out.loc[family, "first"] = _family_first_names(out.loc[family, home], people, rng)
     out.loc[family, "middle"] = ""
-    out.loc[family & (rng.random(n) < 0.5), "phone"] = fresh["phone"]  # else the household's phone
+    out.loc[family, "phone"] = fresh.loc[family, "phone"]  # their own mobile (requests are confirmed by SMS)
     step = rng.choice([-8, -6, -4, -2, 2, 4, 6, 8], n)
     house = out["house"].to_numpy()
     out.loc[neighbour, "house"] = np.where(house + step >= 1, house + step, house - step)[neighbour]
     renamed = neighbour & (rng.random(n) < 0.5)
     out.loc[renamed, ["first", "middle", "last"]] = fresh.loc[renamed, ["first", "middle", "last"]]
     out.loc[neighbour, ["unit", "phone"]] = fresh.loc[neighbour, ["unit", "phone"]]
-    moved = ["house", "direction", "street", "type", "unit", "city", "zip", "phone"]
+    moved = ["house", "direction", "street", "type", "unit", "city", "zip", "phone", "building", "suburb"]
     out.loc[elsewhere, moved] = fresh.loc[elsewhere, moved]
-    city = (out["city"] + rng.integers(1, len(CITIES), n)) % len(CITIES)
-    out.loc[other_city, ["unit", "zip", "phone"]] = fresh.loc[other_city, ["unit", "zip", "phone"]]
-    out.loc[other_city, "city"] = city[other_city]
-    out.loc[other_city, "zip"] = [CITIES[c][3] + z[3:] for c, z in zip(city[other_city], out.loc[other_city, "zip"])]
+    town = ["unit", "city", "zip", "phone", "building", "suburb"]
+    out.loc[other_city & (fresh["city"] != out["city"]), town] = fresh.loc[other_city & (fresh["city"] != out["city"]), town]
+    out["type"] = np.minimum(out["type"], [len(TYPES[COUNTRY[c]]) - 1 for c in out["city"]])
     return out
 
 
@@ -178,6 +179,9 @@ def _case(text: str, r: random.Random) -> str:
 
 
 def _name(first: str, middle: str, last: str, r: random.Random, noise: float) -> str:
+    nicknames = sorted(NICKNAMES.nicknames_of(first))
+    if nicknames and r.random() < 0.1 * noise:  # Bob for Robert
+        first = r.choice(nicknames).title()
     if r.random() < 0.5:
         first, last = _plain(first), _plain(last)
     if r.random() < 0.15 * noise:
@@ -195,32 +199,39 @@ def _name(first: str, middle: str, last: str, r: random.Random, noise: float) ->
 
 
 def _address(p: tuple, r: random.Random, noise: float) -> str:
-    _, _, _, house, direction, street, kind, unit, city, zipcode, _ = p
+    """The address as a person in its country writes it, with typos and parts left out."""
+    house, direction, street, kind, unit, town, postcode, building, suburb = p[3:10] + p[11:13]
+    name, code, region, _, _, country = TOWNS[town]
     words = [str(house)]
     if direction >= 0 and r.random() > 0.05 * noise:
         words.append(DIRECTIONS[direction][r.random() < 0.6])
     words.append(_typo(STREETS[street], r) if r.random() < 0.12 * noise else STREETS[street])
     if r.random() > 0.04 * noise:
-        long, short = TYPES[kind]
+        long, short = TYPES[country][kind]
         words.append(long if r.random() < 0.4 else short + r.choice(["", "."]))
     line = " ".join(words)
+    if building and r.random() > 0.3 * noise:
+        line = f"{building}, {line}" if country != "AU" or r.random() < 0.5 else f"{line}, {building}"
     if unit and r.random() > 0.08 * noise:
-        label = r.choice(["Apt ", "Apt. ", "#", "Unit ", "Apartment ", "Suite "])
-        line += r.choice([", ", " "]) + label + unit
-    name, code, state, _, _ = CITIES[city]
-    parts = [line]
-    if r.random() > 0.06 * noise:
-        parts += [_typo(name, r) if r.random() < 0.06 * noise else name, state if r.random() < 0.1 else code]
+        label = r.choice(UNIT_LABELS[country])
+        if country == "US":
+            line += r.choice([", ", " "]) + label + unit
+        else:
+            line = f"{unit}/{line}" if country == "AU" and r.random() < 0.4 and not building else f"{label}{unit}, {line}"
+    town_part = _typo(name, r) if r.random() < 0.06 * noise else name
+    places = {"US": [town_part], "CA": [town_part], "GB": [suburb, town_part], "AU": [suburb.replace("-", " ")],
+              "IN": [suburb, town_part]}[country]
+    parts = [line] + [place for place in places if place and r.random() > 0.1 * noise]
+    if code and parts[1:] and r.random() > 0.06 * noise:
+        parts.append(parts.pop() + " " + (region if r.random() < 0.2 else code))
     if r.random() > 0.12 * noise:
-        parts.append(parts.pop() + " " + zipcode if len(parts) > 1 else zipcode)
+        parts.append(parts.pop() + " " + postcode if len(parts) > 1 else postcode)
     return _case(r.choice([", ", " "]).join(parts), r)
 
 
 def _phone(e164: str, r: random.Random) -> str:
-    if not e164:
-        return ""
-    a, b, c = e164[2:5], e164[5:8], e164[8:]
-    return r.choice([f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"+1 {a} {b} {c}", f"{a}{b}{c}", f"{a}.{b}.{c}"])
+    country = next((c for prefix, c in (("+44", "GB"), ("+61", "AU"), ("+91", "IN")) if e164.startswith(prefix)), "US")
+    return render_phone(e164, country, r)
 
 
 def _render(people: pd.DataFrame, entity: np.ndarray, r: random.Random, noise: float,
@@ -233,7 +244,7 @@ def _render(people: pd.DataFrame, entity: np.ndarray, r: random.Random, noise: f
         addresses.append(_address(p, r, noise))
         phone = p[10]
         if phone and r.random() < 0.03 * noise:  # a new number
-            phone = phone[:5] + str(r.randrange(2_000_000, 10_000_000))
+            phone = phone[:-7] + str(r.randrange(2_000_000, 10_000_000))
         phones.append("" if r.random() < phone_missing else phone)
     return pd.DataFrame({"name": names, "phone": [_phone(p, r) for p in phones], "address": addresses,
                          "book": [r.choice(BOOKS) for _ in entity],
@@ -243,17 +254,18 @@ def _render(people: pd.DataFrame, entity: np.ndarray, r: random.Random, noise: f
 
 def history_frame(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history, people): n past requests (request_id H0000001…, some people asked twice, 8 % share a
-    household with another), labelled with `entity`; people = the canonical record per entity."""
+    household with another), labelled with `entity`; people = the canonical record per entity. Every
+    past request has a phone (the flow accepts none without one), 1.5 % of them a new number."""
     rng, r = np.random.default_rng(seed), random.Random(seed)
     unique = max(min(n, 1), round(n * 0.9))
-    people = _people(unique, rng)
+    people = _people(unique, rng, no_phone=0)
     family = np.flatnonzero(rng.random(unique) < 0.08)  # these people live with an earlier one
-    relatives = _hard_negatives(people, rng.integers(0, unique, len(family)), rng, shares=(1, 0, 0, 0))
+    relatives = _hard_negatives(people, rng.integers(0, unique, len(family)), rng, shares=(1, 0, 0, 0), no_phone=0)
     for column in PEOPLE_COLUMNS:
         people.loc[family, column] = relatives[column].to_numpy()
     entity = np.concatenate([np.arange(unique), rng.integers(0, unique, n - unique)])
     rng.shuffle(entity)
-    frame = _render(people, entity, r, noise=0.5, phone_missing=0.03)
+    frame = _render(people, entity, r, noise=0.5, phone_missing=0)
     frame.insert(0, "request_id", [f"H{k:07d}" for k in range(1, n + 1)])
     start = date(2024, 1, 1)
     frame.insert(5, "date", [(start + timedelta(days=int(d))).isoformat() for d in rng.integers(0, 1000, n)])
