@@ -126,3 +126,7 @@ def test_faults_storms_and_hangs_are_survived_and_counted(workspace, emulator):
     assert figures["http_429"] > 0 and figures["timeouts"] > 0
     assert figures["requests"] == emulator.stats("cards")["total"]  # the summary counts what was really sent
     assert figures["requests"] >= 500 + figures["retries"]  # more if a row needed the follow-up pass
+    summary = latest_run_artifacts()["card-recommendations-summary"]
+    steps = [line.split(" | ") for line in summary[summary.index("## Rows finished over time"):].splitlines()[4:]]
+    assert sum(int(step[3]) for step in steps) == figures["http_429"]  # 429s and retries over time add up
+    assert sum(int(step[4].rstrip(" |")) for step in steps) == figures["retries"]

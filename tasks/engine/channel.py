@@ -24,8 +24,16 @@ from tasks.engine.cluster import (
     call_scheduler,
     call_scheduler_sync,
 )
-from tasks.engine.outcomes import Stopped
+from tasks.engine.outcomes import CallStats, Stopped
 from tasks.engine.ratelimit import FileLimits
+
+
+@dataclass
+class Arrivals:
+    """What chunks sent since the last take: journal lines per chunk, and their call figures."""
+
+    lines: dict[str, list[str]]
+    calls: CallStats
 
 
 class _LocalRun:
@@ -35,6 +43,7 @@ class _LocalRun:
         self.lock = threading.Lock()
         self.pending: dict[str, list[str]] = collections.defaultdict(list)
         self.done: dict[str, set[int]] = collections.defaultdict(set)
+        self.calls = CallStats()
         self.abort = ""
 
 
@@ -51,9 +60,10 @@ class LocalChannel:
     def inbox(self) -> "LocalChannel":
         return self
 
-    def take(self) -> dict[str, list[str]]:
+    def take(self) -> Arrivals:
         with self.run.lock:
-            taken, self.run.pending = dict(self.run.pending), collections.defaultdict(list)
+            taken = Arrivals(dict(self.run.pending), self.run.calls)
+            self.run.pending, self.run.calls = collections.defaultdict(list), CallStats()
         return taken
 
     def forget(self, chunk: str) -> None:
@@ -76,11 +86,12 @@ class LocalLink:
         with self.channel.run.lock:
             return set(self.channel.run.done.get(self.chunk, ()))
 
-    async def send(self, lines: list[str], rows: list[int]) -> None:
+    async def send(self, lines: list[str], rows: list[int], calls: dict[str, int]) -> None:
         state = self.channel.run
         with state.lock:
             state.pending[self.chunk].extend(lines)
             state.done[self.chunk].update(rows)
+            state.calls.add(calls)
         if state.abort:
             raise Stopped(state.abort)
 
@@ -115,9 +126,9 @@ class ClusterLink:
     def done_rows(self) -> set[int]:
         return set(call_scheduler_sync("done_rows", run=self.channel.run, chunk=self.chunk))
 
-    async def send(self, lines: list[str], rows: list[int]) -> None:
+    async def send(self, lines: list[str], rows: list[int], calls: dict[str, int]) -> None:
         stop = await call_scheduler("push", run=self.channel.run, generation=self.channel.generation,
-                                    chunk=self.chunk, lines=lines, rows=rows)
+                                    chunk=self.chunk, lines=lines, rows=rows, calls=calls)
         task = self._worker.state.tasks.get(self._key)
         if not stop and (task is None or task.state in ("cancelled", "released", "forgotten")):
             stop = "the flow run that sent this chunk is gone"
@@ -139,8 +150,9 @@ class ClusterInbox:
     def _call(self, op: str, **arguments: Any) -> Any:
         return self.client.sync(getattr(self.client.scheduler, f"batchflows_{op}"), run=self.channel.run, **arguments)
 
-    def take(self) -> dict[str, list[str]]:
-        return self._call("take")
+    def take(self) -> Arrivals:
+        taken = self._call("take")
+        return Arrivals(taken["lines"], CallStats(**taken["calls"]))
 
     def forget(self, chunk: str) -> None:
         self._call("forget", chunk=chunk)

@@ -101,19 +101,24 @@ def peak_rss_mb(pid: int | str = "self") -> float:
 
 
 class RecordBuffer:
-    """Finished rows, sent to the flow in batches: one send per FLUSH_SECONDS, not one per row."""
+    """Finished rows, sent to the flow in batches with the clients' call figures since the last
+    send (for the run's timeline of 429s and retries): one send per FLUSH_SECONDS, not one per row."""
 
-    def __init__(self, link: Any):
-        self.link, self.lines, self.rows = link, [], []
+    def __init__(self, link: Any, clients: dict[str, Any]):
+        self.link, self.clients, self.lines, self.rows, self.sent = link, clients, [], [], CallStats()
 
     def add(self, record: Record) -> None:
         self.lines.append(json.dumps(record, ensure_ascii=False, default=str))
         self.rows.append(record["row"])
 
     async def flush(self) -> None:
-        if self.lines:
-            (lines, self.lines), (rows, self.rows) = (self.lines, []), (self.rows, [])
-            await self.link.send(lines, rows)
+        calls = CallStats()
+        for client in self.clients.values():
+            calls.add(client.stats)
+        news = calls.since(self.sent)
+        if self.lines or news:
+            (lines, self.lines), (rows, self.rows), self.sent = (self.lines, []), (self.rows, []), calls
+            await self.link.send(lines, rows, news.__dict__)
 
     async def flush_periodically(self) -> None:
         while True:
@@ -130,8 +135,8 @@ def record_of(number: int, outcome: Any) -> Record:
 
 async def _process_rows(rows: list[dict], job: Job, link: Any, source: str) -> tuple[CallStats, float]:
     """Returns the clients' call stats, and the peak RSS (MiB) of child processes clients ran, if any."""
-    buffer = RecordBuffer(link)
     clients = {resource.name: resource.client(job.concurrency, link.limits) for resource in job.resources}
+    buffer = RecordBuffer(link, clients)
 
     async def one(row: dict) -> None:
         number = row["_row"]

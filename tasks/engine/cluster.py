@@ -34,6 +34,7 @@ class _Run:
         self.generation, self.abort, self.touched = "", "", time.monotonic()
         self.pending: dict[str, list[str]] = collections.defaultdict(list)  # chunk -> journal lines
         self.done: dict[str, set[int]] = collections.defaultdict(set)  # chunk -> rows finished
+        self.calls: collections.Counter = collections.Counter()  # requests, 429s, retries ... since the last take
 
 
 class Coordinator(SchedulerPlugin):
@@ -81,19 +82,23 @@ class Coordinator(SchedulerPlugin):
         state = self._run(run)
         state.generation, state.abort = generation, ""
 
-    def push(self, run: str, generation: str, chunk: str, lines: list[str], rows: list[int]) -> str:
-        """A chunk's finished rows; returns why it must stop ("" to go on). Lines are kept even
-        from a chunk that must stop: they are paid answers."""
+    def push(self, run: str, generation: str, chunk: str, lines: list[str], rows: list[int],
+             calls: dict[str, int] | None = None) -> str:
+        """A chunk's finished rows (and its call figures since its last push); returns why it must
+        stop ("" to go on). Lines are kept even from a chunk that must stop: they are paid answers."""
         state = self._run(run)
         state.pending[chunk].extend(lines)
         state.done[chunk].update(rows)
+        state.calls.update(calls or {})
         if state.abort:
             return state.abort
         return "" if generation == state.generation else "a newer run of the same job has started"
 
-    def take(self, run: str) -> dict[str, list[str]]:
+    def take(self, run: str) -> dict[str, dict]:
+        """{"lines": chunk -> journal lines, "calls": call figures} since the last take."""
         state = self._run(run)
-        taken, state.pending = dict(state.pending), collections.defaultdict(list)
+        taken = {"lines": dict(state.pending), "calls": dict(state.calls)}
+        state.pending, state.calls = collections.defaultdict(list), collections.Counter()
         return taken
 
     def done_rows(self, run: str, chunk: str) -> list[int]:

@@ -41,6 +41,13 @@ class CallStats:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + values.get(f.name, 0))
 
+    def since(self, before: "CallStats") -> "CallStats":
+        """What happened after `before` was taken (both counted from the same start)."""
+        return CallStats(**{f.name: getattr(self, f.name) - getattr(before, f.name) for f in fields(self)})
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
 
 @dataclass
 class Partial:

@@ -3,6 +3,7 @@ optional terminal bar (the CLI turns it on), and the run-summary markdown artifa
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import re
 import time
@@ -13,6 +14,8 @@ from prefect.artifacts import (
     create_progress_artifact,
     update_progress_artifact,
 )
+
+from tasks.engine.outcomes import CallStats
 
 _bar_enabled = False
 
@@ -55,7 +58,8 @@ class Progress:
         self.started = time.monotonic()
         self.done = self.baseline = 0
         self.samples: collections.deque[tuple[float, int]] = collections.deque()  # from the first rows this run finished
-        self.history: list[tuple[float, int]] = []  # (seconds since start, rows done), for the summary's table
+        self.history: list[tuple[float, int, int, int]] = []  # (seconds since start, rows done, 429s, retries)
+        self.calls = CallStats()  # the run's call figures so far
         self._last_artifact = self._last_log = 0.0
         self.artifact_id = create_progress_artifact(
             progress=0.0, key=artifact_key(name, "progress"),
@@ -63,7 +67,12 @@ class Progress:
         )
         self._bar = self._task = None
         if _bar_enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
             from rich.progress import Progress as Bar
 
             self._bar = Bar(TextColumn(name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[figures]}"),
@@ -105,8 +114,11 @@ class Progress:
         rate = self.rate()
         return f"{rate:,.0f} rows/s{self.limit_note(rate)}, ETA {self.eta()}{self.cost_note(totals)}"
 
-    def update(self, done: int, final: bool = False, totals: dict[str, float] | None = None) -> None:
+    def update(self, done: int, final: bool = False, totals: dict[str, float] | None = None,
+               calls: CallStats | None = None) -> None:
         now = time.monotonic()
+        if calls is not None:
+            self.calls = dataclasses.replace(calls)
         self.done = min(done, self.total)
         if self.samples or self.done > self.baseline:
             self.samples.append((now, self.done))
@@ -115,7 +127,7 @@ class Progress:
             self._bar.update(self._task, completed=self.done, figures=figures)
         if final or now - self._last_artifact >= self.artifact_every:
             self._last_artifact = now
-            self.history.append((now - self.started, self.done))
+            self.history.append((now - self.started, self.done, self.calls.throttled, self.calls.retries))
             percent = 100.0 * self.done / self.total if self.total else 100.0
             update_progress_artifact(self.artifact_id, progress=percent,
                                      description=f"{self.name}: {self.done:,} of {self.total:,} rows finished, {figures}")
@@ -125,22 +137,25 @@ class Progress:
             self.logger.info(f"{self.name}: {self.done:,}/{self.total:,} rows ({percent:.1f}%), {figures}")
 
     def timeline(self, rows: int = 12) -> str:
-        """The summary's chart: rows finished over time, as a markdown table of up to `rows` steps."""
+        """The summary's chart: rows finished over time, with the 429s and retries of each step, as a
+        markdown table of up to `rows` steps."""
         if len(self.history) < 2:
             return ""
         end = self.history[-1][0]
         marks = [end * (n + 1) / rows for n in range(rows)]
-        lines = ["## Rows finished over time", "", "| time | rows finished | rows/s in the step |", "|---|---|---|"]
-        before_t, before_n, index = 0.0, self.history[0][1], 0
+        lines = ["## Rows finished over time", "", "| time | rows finished | rows/s in the step | 429s | retries |",
+                 "|---|---|---|---|---|"]
+        before, index = (0.0, self.history[0][1], 0, 0), 0
         for mark in marks:
             while index + 1 < len(self.history) and self.history[index + 1][0] <= mark:
                 index += 1
-            t, n = self.history[index]
-            if t <= before_t:
+            t, n, throttled, retries = self.history[index]
+            if t <= before[0]:
                 continue
             bar = "█" * round(20 * n / self.total) if self.total else ""
-            lines.append(f"| {duration(t)} | {n:,} {bar} | {(n - before_n) / (t - before_t):,.1f} |")
-            before_t, before_n = t, n
+            lines.append(f"| {duration(t)} | {n:,} {bar} | {(n - before[1]) / (t - before[0]):,.1f} | "
+                         f"{throttled - before[2]:,} | {retries - before[3]:,} |")
+            before = (t, n, throttled, retries)
         return "\n".join(lines)
 
     def close(self) -> None:

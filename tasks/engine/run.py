@@ -108,6 +108,7 @@ class Dispatcher:
         self.sent_job = dataclasses.replace(job, hooks=None)  # the hooks and their stores stay here
         self.in_flight: dict[str, InFlight] = {}  # chunk digest ->
         self.finished: queue.SimpleQueue = queue.SimpleQueue()
+        self.calls = CallStats()  # as they happen, for the timeline (the run's figures come from the chunk reports)
 
     def record(self, digest: str, records: list[Record]) -> None:
         """Journal rows answered on the flow side (input problems, known from a store)."""
@@ -142,7 +143,8 @@ class Dispatcher:
     def collect(self) -> None:
         """Journal the rows the channel brought, hand them to the hooks, move the progress."""
         taken = self.inbox.take()
-        for digest, lines in taken.items():
+        self.calls.add(taken.calls)
+        for digest, lines in taken.lines.items():
             self.journal.append(digest, lines)
             flight = self.in_flight.get(digest)
             for line in lines:
@@ -150,10 +152,10 @@ class Dispatcher:
                 self.tally.count(record, self.job.totals)
                 if flight is not None and self.job.hooks is not None and record["row"] in flight.rows:
                     self.job.hooks.finished(flight.rows[record["row"]], record)
-        if taken:
-            if self.job.hooks is not None:
-                self.job.hooks.flush()
-            self.progress.update(self.tally.rows_done, totals=self.tally.totals)
+        if taken.lines and self.job.hooks is not None:
+            self.job.hooks.flush()
+        if taken.lines or taken.calls:
+            self.progress.update(self.tally.rows_done, totals=self.tally.totals, calls=self.calls)
 
     def run_pass(self, task_runner: Any, chunks: list[ChunkRef], window: int) -> None:
         pending, futures = iter(chunks), {}

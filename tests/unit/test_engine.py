@@ -47,7 +47,7 @@ def run_rows(channel, job, rows):
 
 
 def taken_records(channel) -> dict[int, dict]:
-    return {r["row"]: r for r in map(json.loads, channel.take().get("chunk-a", []))}
+    return {r["row"]: r for r in map(json.loads, channel.take().lines.get("chunk-a", []))}
 
 
 def test_each_row_ends_as_a_record_and_the_chunk_goes_on(tmp_path):
@@ -69,7 +69,7 @@ def test_a_fatal_error_stops_every_chunk_of_the_run_and_keeps_what_finished(tmp_
     assert set(taken_records(channel)) == {1}
     other = channel.link("chunk-b")
     with pytest.raises(Stopped, match="wrong key"):  # the next send of any other chunk stops it
-        asyncio.run(other.send(['{"row": 9}'], [9]))
+        asyncio.run(other.send(['{"row": 9}'], [9], {}))
 
 
 def test_a_machinery_failure_fails_the_chunk_not_the_row(tmp_path):
@@ -132,9 +132,11 @@ def test_the_coordinator_hands_out_slots_pauses_and_keeps_rows_for_the_flow():
     _, paused = book.reserve("api", 0.1)
     assert paused[0] >= time.monotonic() + 4.9  # a Retry-After holds every worker back
     book.begin("run", "g1")
-    assert book.push("run", "g1", "c", ["line-1"], [1]) == ""
-    assert book.push("run", "g0", "c", ["line-2"], [2]) == "a newer run of the same job has started"
-    assert book.done_rows("run", "c") == [1, 2] and book.take("run") == {"c": ["line-1", "line-2"]}
+    assert book.push("run", "g1", "c", ["line-1"], [1], {"requests": 3, "throttled": 1}) == ""
+    assert book.push("run", "g0", "c", ["line-2"], [2], {"requests": 1}) == "a newer run of the same job has started"
+    assert book.done_rows("run", "c") == [1, 2]
+    assert book.take("run") == {"lines": {"c": ["line-1", "line-2"]}, "calls": {"requests": 4, "throttled": 1}}
+    assert book.take("run") == {"lines": {}, "calls": {}}
     book.abort("run", "HTTP 401")
     assert book.push("run", "g1", "c", [], []) == "HTTP 401"
     book.forget("run", "c")
