@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import math
+import threading
 import time
 from typing import Any
 
@@ -158,7 +160,9 @@ _CLOCK = SchedulerClock()
 
 class ClusterLimiter:
     """A `Limiter` whose budget lives in the scheduler's slot book. Above 20 requests/s each call
-    takes a batch of slots (0.1 s worth), so a worker asks ~10 times per second, not per request."""
+    takes a batch of slots (0.1 s worth), so a worker asks ~10 times per second, not per request.
+    One instance serves every chunk of a worker process (`ClusterLimits`), so the slots a chunk
+    did not use when it ended go to the next one instead of being lost."""
 
     def __init__(self, key: str, per_second: float, window: float = 1.0, burst: float = 1.0):
         if per_second <= 0:
@@ -167,8 +171,9 @@ class ClusterLimiter:
         self.interval = 1.0 / (per_second * default_headroom(per_second, window, burst=burst))
         self.tolerance = max(self.interval, 0.02)
         self.batch = 1 if per_second < 20 else min(100, math.ceil(per_second * 0.1))
-        self._ready: collections.deque[float] = collections.deque()
-        self._lock: asyncio.Lock | None = None
+        self._ready: list[float] = []  # a heap of slots taken and not used yet (chunks in several threads)
+        self._mutex = threading.Lock()
+        self._fetching: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}  # one fetch at a time per chunk
 
     async def _reserve(self, count: int, cost: float) -> list[float]:
         """`count` slots, in this process's monotonic clock."""
@@ -177,14 +182,28 @@ class ClusterLimiter:
         _CLOCK.observe(sent, time.monotonic(), now)
         return [_CLOCK.local(slot) for slot in slots]
 
+    def _take(self) -> float | None:
+        """The earliest slot still usable (one whose time passed more than `tolerance` ago is dropped)."""
+        oldest = time.monotonic() - self.tolerance
+        with self._mutex:
+            while self._ready and self._ready[0] < oldest:
+                heapq.heappop(self._ready)
+            return heapq.heappop(self._ready) if self._ready else None
+
     async def _slot(self, cost: float) -> float:
         if cost != 1.0 or self.batch == 1:
             return (await self._reserve(1, cost))[0]
-        self._lock = self._lock or asyncio.Lock()
-        async with self._lock:
-            if not self._ready:
-                self._ready.extend(await self._reserve(self.batch, 1.0))
-            return self._ready.popleft()
+        with self._mutex:
+            fetching = self._fetching.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with fetching:
+            slot = self._take()
+            if slot is None:
+                slots = await self._reserve(self.batch, 1.0)
+                with self._mutex:
+                    for fresh in slots:
+                        heapq.heappush(self._ready, fresh)
+                slot = self._take()
+        return slot
 
     async def acquire(self, cost: float = 1.0) -> None:
         tolerance = max(self.tolerance, self.interval * cost)
@@ -197,17 +216,28 @@ class ClusterLimiter:
                 return
 
     def pause(self, seconds: float) -> None:
-        self._ready.clear()
+        with self._mutex:
+            self._ready.clear()
         worker = _worker()
         asyncio.run_coroutine_threadsafe(worker.scheduler.batchflows_pause(key=self.key, seconds=seconds),
                                          worker.loop.asyncio_loop)
 
     def close(self) -> None:
-        self._ready.clear()
+        """A chunk is done with it: its fetch lock goes (its slots stay for the next chunk)."""
+        with self._mutex:
+            self._fetching = {loop: lock for loop, lock in self._fetching.items() if not loop.is_closed()}
+
+
+_LIMITERS: dict[tuple[str, float, float, float], ClusterLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
 
 
 class ClusterLimits:
-    """`Limits` on a Dask cluster: the scheduler's slot books."""
+    """`Limits` on a Dask cluster: the scheduler's slot books, one limiter per API in each process."""
 
     def limiter(self, key: str, per_second: float, window: float = 1.0, burst: float = 1.0) -> ClusterLimiter:
-        return ClusterLimiter(key, per_second, window, burst)
+        with _LIMITERS_LOCK:
+            found = _LIMITERS.get((key, per_second, window, burst))
+            if found is None:
+                found = _LIMITERS[(key, per_second, window, burst)] = ClusterLimiter(key, per_second, window, burst)
+            return found
