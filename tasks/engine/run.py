@@ -195,14 +195,9 @@ class Dispatcher:
         self.inbox.forget(chunk.digest)
 
 
-def unfinished(journal: Journal, chunks: list[ChunkRef]) -> list[ChunkRef]:
-    """Chunks with rows that have no record yet or failed transiently."""
-    out = []
-    for chunk in chunks:
-        records = journal.read(chunk.digest)
-        if len(records) < chunk.rows or any(needs_work(r) for r in records.values()):
-            out.append(chunk)
-    return out
+def rows_done(journal: Journal, chunks: list[ChunkRef]) -> dict[int, int]:
+    """Chunk index -> its rows with a final record (a chunk with fewer than its rows has work left)."""
+    return {chunk.index: sum(not needs_work(r) for r in journal.read(chunk.digest).values()) for chunk in chunks}
 
 
 def open_channel(job: Job, chunks: list[ChunkRef], options: RunOptions, task_runner: Any) -> tuple[Any, Any]:
@@ -228,11 +223,9 @@ def check_workers(job: Job, options: RunOptions, task_runner: Any) -> None:
 
 def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: Journal, progress: Progress) -> Tally:
     """Every chunk with work left, then follow-up passes for rows that failed transiently."""
-    tally = Tally()
-    pending = unfinished(journal, chunks)
-    tally.done_before = len(chunks) - len(pending)
-    tally.rows_done = sum(c.rows for c in chunks if c not in pending) + sum(
-        sum(not needs_work(r) for r in journal.read(c.digest).values()) for c in pending)
+    tally, done = Tally(), rows_done(journal, chunks)
+    pending = [c for c in chunks if done[c.index] < c.rows]
+    tally.done_before, tally.rows_done = len(chunks) - len(pending), sum(done.values())
     progress.baseline = tally.rows_done
     if tally.done_before:
         progress.logger.info(f"{job.name}: {tally.done_before} of {len(chunks)} chunks finished in an earlier run; "
@@ -252,7 +245,8 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
                         progress.logger.info(f"{job.name}: follow-up pass for {len(pending)} chunks with rows "
                                              f"that failed transiently")
                     dispatcher.run_pass(task_runner, pending, at_once + 1)
-                    pending = [c for c in unfinished(journal, chunks) if c.index not in tally.chunk_errors]
+                    done = rows_done(journal, chunks)
+                    pending = [c for c in chunks if done[c.index] < c.rows and c.index not in tally.chunk_errors]
             finally:
                 dispatcher.collect()
                 inbox.close()
