@@ -70,7 +70,8 @@ def bench_geocoding(count: int, repeat_share: float, qps: int, latency: float) -
     settings = {"geocoding": {"latency": latency, "rate_limit": qps, "api_key": "bench"}}
     with local_prefect_server(), Emulator(settings) as emulator:
         figures = book_requests(str(directory / "requests.csv"), str(directory / "history.csv"), str(directory / "out"),
-                                geocoding_base_url=emulator.url, geocoding_per_second=qps, concurrency=100)
+                                geocoding={"base_url": emulator.url, "requests_per_minute": qps * 60},
+                                concurrency=100)
         seen = emulator.stats("geocoding")
     geo, seconds = figures["geocoding"], figures["timings"]["addresses"]
     physical = seen["distinct_keys"] / qps

@@ -45,8 +45,8 @@ def new_way(directory: Path, leads: Path, url: str, per_request: int) -> tuple[f
     os.environ["BATCHFLOWS_WORK_DIR"] = str(directory / "work")
     started = time.monotonic()
     figures = personalised_emails(str(leads), str(directory / "out.csv"), provider="openai",
-                                  llm_base_url=url + "/openai/v1", search_base_url=url,
-                                  requests_per_minute=LIMIT_PER_MINUTE, searches_per_second=100,
+                                  llm={"base_url": url + "/openai/v1", "requests_per_minute": LIMIT_PER_MINUTE},
+                                  search={"base_url": url, "requests_per_minute": 6000},
                                   concurrency=60 * per_request, leads_per_request=per_request)
     return time.monotonic() - started, figures
 

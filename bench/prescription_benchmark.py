@@ -38,8 +38,8 @@ def run(folder: str, url: str, work: Path, mode: str, drive_per_minute: float) -
     os.environ["BATCHFLOWS_WORK_DIR"] = str(work)
     started = time.monotonic()
     figures = prescription_extraction(folder, str(work / f"{mode}.jsonl"), mode=mode,
-                                      drive_endpoint=f"{url}/drive/v3/", anthropic_base_url=url,
-                                      requests_per_minute=LIMIT_PER_MINUTE, drive_requests_per_minute=drive_per_minute,
+                                      drive={"base_url": f"{url}/drive/v3", "requests_per_minute": drive_per_minute},
+                                      anthropic={"base_url": url, "requests_per_minute": LIMIT_PER_MINUTE},
                                       poll_seconds=5)
     return time.monotonic() - started, figures
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from pydantic import Field
 
 from tasks.apis.dedupe import DedupeRun, check_history_columns, find_duplicates
+from tasks.apis.endpoints import GeocodingEndpoint, MessagingEndpoint
 from tasks.apis.geocoding import RESULT_COLUMNS as GEO_COLUMNS
 from tasks.apis.geocoding import address_key, geocode, status_of
 from tasks.apis.http import ApiSpec, RetryPolicy
@@ -24,9 +26,20 @@ from tasks.apis.messaging import OutboxHooks, idempotency_key, is_email, send_me
 from tasks.apis.phones import check_phones, fast_e164
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.lookups import LookupCache, cached_lookup
+from tasks.engine.params import (
+    ChunkSize,
+    Cli,
+    Concurrency,
+    Emulate,
+    Encoding,
+    Help,
+    InputFile,
+    Runner,
+    Workers,
+)
+from tasks.engine.preflight import check_paths
 from tasks.engine.progress import publish_summary, summary_markdown
 from tasks.engine.run import default_work_dir, run_job_on_frame
-from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import OutputWriter, read_chunks
 from tasks.samples.emulated import run_emulated
 
@@ -35,8 +48,8 @@ TEMPLATE = ("Hi {name}, we received your request for \"{book}\". We will send it
             "Reference {request_id}.")
 
 
-def read_all(path: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
-    return pd.concat(list(read_chunks(path, 50_000, required=required)), ignore_index=True)
+def read_all(path: str, required: tuple[str, ...] = (), encoding: str = "utf-8-sig") -> pd.DataFrame:
+    return pd.concat(list(read_chunks(path, 50_000, required=required, encoding=encoding)), ignore_index=True)
 
 
 @task(name="check-phones")
@@ -46,11 +59,11 @@ def phones_step(requests: pd.DataFrame, region: str) -> pd.DataFrame:
 
 @task(name="find-duplicates")
 def duplicates_step(candidates: pd.DataFrame, history_path: str, threshold: float, region: str,
-                    model_path: str, cache_dir: str) -> pd.DataFrame:
+                    model_path: str, cache_dir: str, encoding: str) -> pd.DataFrame:
     """Pairs with match probability >= threshold; the model at model_path is reused, or trained and saved
     there when absent. Addresses are read for the `country` column, else the phone's region, else `region`.
     The parsed history is kept in cache_dir for the next run with the same history."""
-    history = read_all(history_path)
+    history = read_all(history_path, encoding=encoding)
     history["phone_e164"] = fast_e164(history.get("phone", pd.Series("", index=history.index)), region)
     run = DedupeRun()
     pairs = find_duplicates(candidates, history, threshold, model_path=Path(model_path), country=region, run=run,
@@ -105,27 +118,44 @@ def render_messages(accepted: pd.DataFrame, template: PromptTemplate, channel: s
 
 @flow(name="book-requests")
 def book_requests(
-    input_path: str, history_path: str, output_dir: str, default_region: str = "US", send: bool = False,
-    dedupe_threshold: float = 0.9, dedupe_model: str | None = None, runner: str = "thread", workers: int | None = None, concurrency: int = 50,
-    chunk_size: int = 200, channel: str = "sms", template_file: str | None = None,
-    geocoding_base_url: str = "https://maps.googleapis.com", geocoding_key_env: str = "GOOGLE_MAPS_API_KEY",
-    geocoding_key_block: str | None = None, geocoding_per_second: float = 50,
-    messaging_base_url: str = "https://api.messaging.example", messaging_key_env: str = "MESSAGING_API_KEY",
-    messaging_key_block: str | None = None, messages_per_second: float = 20, emulate: bool = False,
+    input_path: Annotated[InputFile, Help("request list with name, phone, address (book, date, request_id)")],
+    history_path: Annotated[InputFile, Help("past requests with request_id, name, address (phone)"),
+                            Cli(("--history",))],
+    output_dir: Annotated[str, Field(min_length=1), Help("output folder for accepted/rejected/duplicates/messages.csv"),
+                          Cli(("-o", "--output"))],
+    default_region: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$"),
+                              Help("region of numbers without a country code (ISO 3166 code)")] = "US",
+    send: Annotated[bool, Help("send the confirmation messages (without: render them only)")] = False,
+    dedupe_threshold: Annotated[float, Field(gt=0, lt=1), Help("match probability from which a pair is a "
+                                                               "duplicate")] = 0.9,
+    dedupe_model: Annotated[str | None, Help("duplicate model (Splink JSON) to reuse; trained and written there "
+                                             "when absent (default: OUTDIR/dedupe_model.json)")] = None,
+    runner: Runner = "thread",
+    workers: Workers = None,
+    concurrency: Concurrency = 50,
+    chunk_size: ChunkSize = 200,
+    channel: Annotated[Literal["sms", "email"], Help("message channel (email: to the email column)")] = "sms",
+    template_file: Annotated[str | None, Help("message template with {name}, {book}, {formatted_address} ... "
+                                              "(default: the built-in one)")] = None,
+    geocoding: GeocodingEndpoint = GeocodingEndpoint(),
+    messaging: MessagingEndpoint = MessagingEndpoint(),
+    encoding: Encoding = "utf-8-sig",
+    emulate: Emulate = False,
 ) -> dict[str, Any]:
-    """Validate, dedupe and confirm a batch of book requests; write the four CSVs to `output_dir`.
-    `dedupe_threshold`: the match probability from which a pair is a duplicate; `dedupe_model`: the
-    duplicate model file to reuse, or to train and write when absent (default OUTDIR/dedupe_model.json).
-    `emulate`: a sample run against local emulators (tasks/samples/emulated.py)."""
+    """Validate, dedupe and confirm a batch of book requests; write the four CSVs to `output_dir`."""
     if emulate:
         return run_emulated(book_requests, locals())
+    check_paths(inputs=(input_path, history_path), folders=(output_dir,), files=(template_file,))
+    geocoding_key = geocoding.key("Google Maps API key")
+    messaging_key = messaging.key("messaging API key") if send else None
     logger, timings, started = get_run_logger(), {}, time.monotonic()
     out_dir, work_dir = Path(output_dir), default_work_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     template = PromptTemplate.load(template_file) if template_file else PromptTemplate(TEMPLATE, "built-in template")
-    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency)
-    check_history_columns(list(next(read_chunks(history_path, 1)).columns), history_path)
-    requests = read_all(input_path, REQUIRED)
+    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency,
+                         encoding=encoding)
+    check_history_columns(list(next(read_chunks(history_path, 1, encoding=encoding)).columns), history_path)
+    requests = read_all(input_path, REQUIRED, encoding)
     template.check([*requests.columns, "request_id", *GEO_COLUMNS, "phone_e164"], f"the columns of {Path(input_path).name}")
     requests["request_id"] = request_ids(requests)
     reasons: dict[int, list[str]] = {i: [e] for i, e in requests["_input_error"].items() if e}
@@ -145,9 +175,8 @@ def book_requests(
     timings["phones"] = time.monotonic() - step
 
     step = time.monotonic()
-    key = resolve_secret(geocoding_key_env, geocoding_key_block, "Google Maps API key")
-    geo = ApiSpec("geocoding", geocoding_base_url.rstrip("/"), rate_per_second=geocoding_per_second,
-                  secret_params={"key": key}, status_of=status_of)
+    geo = ApiSpec("geocoding", geocoding.base_url, rate_per_second=geocoding.per_second,
+                  secret_params={"key": geocoding_key}, status_of=status_of)
     requests, geocoding = check_addresses(requests, reasons, Job("geocoding", geocode, GEO_COLUMNS, (geo,), work_dir,
                                                                  key_column="key"), options)
     timings["addresses"] = time.monotonic() - step
@@ -155,7 +184,7 @@ def book_requests(
     step = time.monotonic()
     valid = requests[~requests.index.isin(list(reasons))]
     pairs = duplicates_step(valid, history_path, dedupe_threshold, default_region,
-                            dedupe_model or str(out_dir / "dedupe_model.json"), str(Path(work_dir) / "dedupe"))
+                            dedupe_model or str(out_dir / "dedupe_model.json"), str(Path(work_dir) / "dedupe"), encoding)
     best = pairs[pairs["best"]].set_index("row")["reason"]
     for i, row in valid["_row"].items():
         if row in best.index:
@@ -166,9 +195,8 @@ def book_requests(
     accepted = requests[~requests.index.isin(list(reasons))].copy()
     messages = render_messages(accepted, template, channel)
     if send and len(messages):
-        api_key = resolve_secret(messaging_key_env, messaging_key_block, "messaging API key")
-        provider = ApiSpec("messaging", messaging_base_url.rstrip("/"), rate_per_second=messages_per_second,
-                           secret_headers={"Authorization": api_key.bearer()}, retry=RetryPolicy(max_attempts=1))
+        provider = ApiSpec("messaging", messaging.base_url, rate_per_second=messaging.per_second,
+                           secret_headers={"Authorization": messaging_key.bearer()}, retry=RetryPolicy(max_attempts=1))
         job = Job("book-messages", send_message, MESSAGE_COLUMNS, (provider,), work_dir, key_column="idempotency_key",
                   hooks=OutboxHooks(Path(work_dir) / "outbox" / "messages.sqlite"))
         _, messages = run_job_on_frame(job, messages, options)

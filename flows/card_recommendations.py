@@ -7,15 +7,37 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import yaml
 from prefect import flow
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from tasks.apis.http import ApiClient, ApiSpec, RetryPolicy
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.outcomes import RowError
+from tasks.engine.params import (
+    ApiUrl,
+    ChunkSize,
+    Cli,
+    Concurrency,
+    Emulate,
+    Encoding,
+    Help,
+    InputFile,
+    KeyBlock,
+    KeyEnv,
+    Limit,
+    OutputFile,
+    PerMinute,
+    Positive,
+    Rate,
+    Runner,
+    Workers,
+)
+from tasks.engine.params_cli import ParameterError, problems
+from tasks.engine.preflight import check_paths
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import as_text
@@ -25,51 +47,57 @@ RESULT_COLUMNS = ("recommended_card", "issuer", "annual_savings", "recommendatio
 NUMBER_COLUMNS = {"monthly_spend": float, "credit_score": int}
 
 
-@dataclass(frozen=True)
-class CardConfig:
+class CardApi(BaseModel):
+    """The config's `api` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: ApiUrl = "http://127.0.0.1:8000"
+    api_key_env: KeyEnv = "CARD_API_KEY"
+    api_key_block: KeyBlock = None
+    timeout: Annotated[Rate, Help("seconds per request")] = 30.0
+
+
+class CardProcessing(BaseModel):
+    """The config's `processing` section (`max_workers`, the old runner's name, is read as `concurrency`)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    concurrency: Concurrency = Field(50, validation_alias=AliasChoices("concurrency", "max_workers"))
+    rate_limit_per_minute: PerMinute = 3000
+    chunk_size: ChunkSize = 200
+    workers: Workers = None
+    max_attempts: Annotated[Positive, Help("attempts per row")] = 6
+    work_dir: Annotated[str | None, Help("journals and caches (default $BATCHFLOWS_WORK_DIR)")] = None
+    encoding: Encoding = "utf-8-sig"
+
+
+class CardConfig(BaseModel):
     """The config file (JSON or YAML), same keys as the old real_config.json."""
 
-    base_url: str = "http://127.0.0.1:8000"
-    api_key_env: str = "CARD_API_KEY"
-    api_key_block: str | None = None  # a Prefect Secret block, used when the env var is unset
-    timeout: float = 30.0
-    concurrency: int = 50
-    rate_limit_per_minute: float | None = 3000
-    chunk_size: int = 200
-    workers: int | None = None
-    max_attempts: int = 6
-    work_dir: str | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    api: CardApi = CardApi()
+    processing: CardProcessing = CardProcessing()
 
     @classmethod
     def load(cls, path: str | os.PathLike | None) -> "CardConfig":
+        """The file's config; a bad file or value is one line naming the file, the key and the value."""
         if path is None:
             return cls()
         text = Path(path).read_text(encoding="utf-8")
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        else:
-            try:
+        try:
+            if str(path).endswith((".yaml", ".yml")):
+                raw = yaml.safe_load(text) or {}
+            else:
                 raw = json.loads(text)
-            except ValueError as error:
-                raise ValueError(f"{path}: not valid JSON: {error}") from None
-        sections = {"api": {"base_url", "api_key_env", "api_key_block", "timeout"},
-                    "processing": {"concurrency", "rate_limit_per_minute", "chunk_size", "workers",
-                                   "max_attempts", "work_dir", "max_workers"}}
-        values: dict[str, Any] = {}
-        for section, keys in sections.items():
-            given = raw.get(section) or {}
-            unknown = set(given) - keys
-            if unknown:
-                raise ValueError(f"{path}: unknown key(s) in {section!r}: {sorted(unknown)}; known: {sorted(keys)}")
-            values.update(given)
-        if "max_workers" in values:  # the old runner's name for the number of parallel calls
-            values.setdefault("concurrency", values.pop("max_workers"))
-        unknown_sections = set(raw) - set(sections)
-        if unknown_sections:
-            raise ValueError(f"{path}: unknown section(s) {sorted(unknown_sections)}; known: {sorted(sections)}")
-        return cls(**values)
+        except (ValueError, yaml.YAMLError) as error:
+            raise ParameterError(f"{path}: not valid {'YAML' if str(path).endswith(('.yaml', '.yml')) else 'JSON'}: "
+                                 f"{' '.join(str(error).split())}") from None
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as error:
+            raise ParameterError(f"{path}: {problems(error)}") from None
 
 
 def user_profile(row: dict[str, Any]) -> dict[str, Any]:
@@ -100,22 +128,37 @@ async def recommend_cards(row: dict[str, Any], clients: dict[str, ApiClient]) ->
             "annual_savings": top.get("annual_savings"), "recommendations_json": json.dumps(cards)}
 
 
+ConfigFile = Annotated[str | None, Help("JSON or YAML config: api.base_url, api.api_key_env, processing.* "
+                                         "(see the README)")]
+FromConfig = " (default: the config's processing.{})"
+
+
 @flow(name="card-recommendations")
-def card_recommendations(input_path: str, output_path: str, config_path: str | None = None,
-                         limit: int | None = None, runner: str = "thread", concurrency: int | None = None,
-                         chunk_size: int | None = None, workers: int | None = None,
-                         emulate: bool = False) -> dict[str, Any]:
-    """Recommend cards for every user in the input; output = input columns + results, in order.
-    `emulate`: a sample run against local emulators (tasks/samples/emulated.py)."""
+def card_recommendations(
+    input_path: Annotated[InputFile, Help("users with a user_id column: .csv, .xlsx, .parquet or .jsonl")],
+    output_path: OutputFile,
+    config_path: Annotated[ConfigFile, Cli(("--config",))] = None,
+    limit: Limit = None,
+    runner: Runner = "thread",
+    concurrency: Annotated[Concurrency | None, Help("requests in flight" + FromConfig.format("concurrency"))] = None,
+    chunk_size: Annotated[ChunkSize | None, Help("rows per Prefect task" + FromConfig.format("chunk_size"))] = None,
+    workers: Workers = None,
+    encoding: Annotated[Encoding | None, Help("text encoding of a CSV input" + FromConfig.format("encoding"))] = None,
+    emulate: Emulate = False,
+) -> dict[str, Any]:
+    """Recommend cards for every user in the input; output = input columns + results, in order."""
     if emulate:
         return run_emulated(card_recommendations, locals())
     config = CardConfig.load(config_path)
-    key = resolve_secret(config.api_key_env, config.api_key_block, "card API key")
-    rate = config.rate_limit_per_minute / 60 if config.rate_limit_per_minute else None
-    api = ApiSpec("cards", config.base_url.rstrip("/"), timeout=config.timeout, rate_per_second=rate,
-                  secret_headers={"X-API-Key": key}, retry=RetryPolicy(max_attempts=config.max_attempts))
-    job = Job("card-recommendations", recommend_cards, RESULT_COLUMNS, (api,),
-              work_dir=config.work_dir or default_work_dir(), key_column="user_id")
+    api, processing = config.api, config.processing
+    check_paths(inputs=(input_path,), outputs=(output_path,))
+    key = resolve_secret(api.api_key_env, api.api_key_block, "card API key")
+    rate = processing.rate_limit_per_minute / 60 if processing.rate_limit_per_minute else None
+    spec = ApiSpec("cards", api.base_url, timeout=api.timeout, rate_per_second=rate,
+                   secret_headers={"X-API-Key": key}, retry=RetryPolicy(max_attempts=processing.max_attempts))
+    job = Job("card-recommendations", recommend_cards, RESULT_COLUMNS, (spec,),
+              work_dir=processing.work_dir or default_work_dir(), key_column="user_id")
     return run_job(job, input_path, output_path, RunOptions(
-        chunk_size=chunk_size or config.chunk_size, runner=runner, workers=workers or config.workers, limit=limit,
-        total_concurrency=concurrency or config.concurrency))
+        chunk_size=chunk_size or processing.chunk_size, runner=runner, workers=workers or processing.workers,
+        limit=limit, total_concurrency=concurrency or processing.concurrency,
+        encoding=encoding or processing.encoding))

@@ -16,12 +16,15 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
+from pydantic import Field
 
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.outcomes import Partial
+from tasks.engine.params import Cli, Help, OutputFile, Positive, Rate, Runner, Workers
+from tasks.engine.preflight import check_paths
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.tables import InputError
 from tasks.files.filetree import KnownFiles, entry_problem, stage_tree
@@ -80,14 +83,29 @@ def tree_visible(root: str) -> str:
     return f"{root} does not exist on worker {socket.gethostname()}: mount the tree at the same path on every worker"
 
 
+Patterns = Annotated[list[str] | None, Help("shell patterns, case-insensitive, on names (or on paths below the "
+                                            "root when they contain a /); repeatable")]
+
+
 @flow(name="file-metadata")
-def file_metadata(root: str, output_path: str, include: list[str] | None = None, exclude: list[str] | None = None,
-                  timeout: float = 10.0, memory_mb: int = 1024, runner: str = "thread", workers: int | None = None,
-                  concurrency: int | None = None, chunk_size: int = 1000) -> dict[str, Any]:
-    """Describe every file under `root` (`include`/`exclude`: shell patterns on names, or on paths
-    below the root when they contain a /); returns the run's figures."""
-    if timeout <= 0 or memory_mb < 128:
-        raise ValueError("--timeout must be above 0 and --memory-mb at least 128 (Python and the parsers take ~60 MB)")
+def file_metadata(
+    root: Annotated[str, Field(min_length=1), Help("folder to walk (or one file)"), Cli(positional=True)],
+    output_path: OutputFile,
+    include: Patterns = None,
+    exclude: Patterns = None,
+    timeout: Annotated[Rate, Help("seconds per file before its parser is killed")] = 10.0,
+    memory_mb: Annotated[int, Field(ge=128), Help("address-space cap of a parser process, MB (Python and the "
+                                                  "parsers take ~60)")] = 1024,
+    runner: Runner = "thread",
+    workers: Workers = None,
+    concurrency: Annotated[Positive | None, Help("parser processes for the whole run (default: CPU count; at least "
+                                                 "one per chunk running at once)")] = None,
+    chunk_size: Annotated[Positive, Help("files per Prefect task")] = 1000,
+) -> dict[str, Any]:
+    """Describe every file under `root`; returns the run's figures."""
+    if not os.path.lexists(root):
+        raise InputError(f"{root}: no such file or folder")
+    check_paths(outputs=(output_path,))
     work_dir = default_work_dir()
     listing = Path(work_dir) / "staged" / f"file-metadata-{uuid.uuid4().hex}.jsonl"
     try:

@@ -11,11 +11,13 @@ import functools
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from prefect import flow, get_run_logger
+from pydantic import Field
 
+from tasks.apis.endpoints import LlmEndpoint, PricesFile, SerperEndpoint
 from tasks.apis.http import ApiSpec
 from tasks.apis.llm import (
     PROVIDERS,
@@ -30,6 +32,22 @@ from tasks.apis.research import company_key, search_company
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.lookups import AttachAnswers, LookupCache, cached_lookup
 from tasks.engine.outcomes import Partial, RowError
+from tasks.engine.params import (
+    ChunkSize,
+    Cli,
+    Concurrency,
+    Emulate,
+    Encoding,
+    Help,
+    InputFile,
+    Limit,
+    OutputFile,
+    Positive,
+    Rate,
+    Runner,
+    Workers,
+)
+from tasks.engine.preflight import check_paths
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import InputError, as_text, read_chunks
@@ -90,12 +108,12 @@ def research_key_of(row: dict[str, Any]) -> str:
     return company.key if company else ""
 
 
-def lead_companies(input_path: str, limit: int | None, available: list[str],
-                   mailboxes: MailboxRegister) -> pd.DataFrame:
+def lead_companies(input_path: str, limit: int | None, available: list[str], mailboxes: MailboxRegister,
+                   encoding: str) -> pd.DataFrame:
     """The distinct (research key, query) pairs of the leads to process (valid email, first of its
     mailbox, registered in `mailboxes`), first seen first."""
     items, seen = {}, 0
-    for frame in read_chunks(input_path, 20_000, required=REQUIRED):
+    for frame in read_chunks(input_path, 20_000, required=REQUIRED, encoding=encoding):
         if limit is not None:
             frame = frame.iloc[: max(0, limit - seen)]
         seen += len(frame)
@@ -117,26 +135,40 @@ def lead_companies(input_path: str, limit: int | None, available: list[str],
     return pd.DataFrame({"key": list(items), "query": list(items.values())})
 
 
+TemplateFile = Annotated[str | None, Help("a template file with {column} placeholders (plus {research_summary} "
+                                            "and {domain}); default: the built-in one")]
+
+
 @flow(name="personalised-emails")
 def personalised_emails(
-    input_path: str, output_path: str, provider: str = "anthropic", model: str | None = None,
-    prompt_file: str | None = None, system_file: str | None = None, write: str = "line",
-    limit: int | None = None, runner: str = "thread", workers: int | None = None, concurrency: int = 50,
-    chunk_size: int = 100, llm_base_url: str | None = None, llm_key_env: str | None = None,
-    llm_key_block: str | None = None, requests_per_minute: float | None = 50,
-    tokens_per_minute: float | None = None, max_tokens: int | None = None, temperature: float | None = None,
-    prices_file: str | None = None, search_base_url: str = "https://google.serper.dev",
-    search_key_env: str = "SERPER_API_KEY", search_key_block: str | None = None,
-    searches_per_second: float | None = 5, research_max_age_days: float = 30, llm_limit_window: float = 60,
-    leads_per_request: int = 1, emulate: bool = False,
+    input_path: Annotated[InputFile, Help("leads with email, first_name, company and domain or website columns")],
+    output_path: OutputFile,
+    provider: Annotated[Literal["anthropic", "openai"], Help(
+        "anthropic, or an OpenAI-compatible API (Groq, OpenAI, vLLM) at --llm-base-url")] = "anthropic",
+    model: Annotated[str | None, Help("model name (default: claude-haiku-5-5 / llama-3.3-70b-versatile)")] = None,
+    prompt_file: TemplateFile = None,
+    system_file: TemplateFile = None,
+    write: Annotated[Literal["line", "body"], Help("an opening line or an email body")] = "line",
+    limit: Limit = None,
+    runner: Runner = "thread",
+    workers: Workers = None,
+    concurrency: Concurrency = 50,
+    chunk_size: ChunkSize = 100,
+    llm: LlmEndpoint = LlmEndpoint(),
+    max_tokens: Annotated[Positive | None, Help("per completion (default 120 for a line, 400 for a body)")] = None,
+    temperature: Annotated[float | None, Field(ge=0, le=2), Help("default: the model's own")] = None,
+    prices_file: Annotated[PricesFile, Cli(("--prices",))] = None,
+    search: SerperEndpoint = SerperEndpoint(),
+    research_max_age_days: Annotated[Rate, Help("research older than this is done again")] = 30,
+    leads_per_request: Annotated[Positive, Help("leads answered by one LLM call; give --concurrency at least "
+                                                "this times the calls you want in flight")] = 1,
+    encoding: Encoding = "utf-8-sig",
+    emulate: Emulate = False,
 ) -> dict[str, Any]:
-    """Research every lead's company, write its email line/body; output = input + results, in order.
-    `emulate`: a sample run against local emulators (tasks/samples/emulated.py)."""
+    """Research every lead's company, write its email line/body; output = input + results, in order."""
     if emulate:
         return run_emulated(personalised_emails, locals())
-    if write not in SYSTEM or provider not in PROVIDERS:
-        raise ValueError(f"write must be 'line' or 'body' (not {write!r}), provider one of {sorted(PROVIDERS)} "
-                         f"(not {provider!r})")
+    check_paths(inputs=(input_path,), outputs=(output_path,), files=(prompt_file, system_file, prices_file))
     logger = get_run_logger()
     _, key_env, default_model = PROVIDERS[provider]
     model = model or default_model
@@ -144,35 +176,36 @@ def personalised_emails(
     user = PromptTemplate.load(prompt_file) if prompt_file else PromptTemplate(USER, "built-in prompt")
     columns: list[str] = []
     mailboxes = MailboxRegister()
-    companies = lead_companies(input_path, limit, columns, mailboxes)
+    companies = lead_companies(input_path, limit, columns, mailboxes, encoding)
     for template in (system, user):  # a missing placeholder stops the run before any request
         template.check([*columns, "research_summary", "domain"], f"the columns of {Path(input_path).name}")
     price = price_for(model, load_prices(prices_file))
     if price is None:
         logger.warning(f"no price for model {model!r}: cost_usd stays empty (give a prices file)")
-    llm_key = resolve_secret(llm_key_env or key_env, llm_key_block, f"{provider} API key")
-    llm = LlmSpec(provider, model, llm_key, llm_base_url or "", requests_per_minute, tokens_per_minute,
-                  max_tokens or (120 if write == "line" else 400), temperature, price=price,
-                  limit_window=llm_limit_window, items_per_request=leads_per_request)
+    llm_key = resolve_secret(llm.key_env or key_env, llm.key_block, f"{provider} API key")
+    search_key = search.key("Serper API key")
+    writer = LlmSpec(provider, model, llm_key, llm.base_url or "", llm.requests_per_minute, llm.tokens_per_minute,
+                     max_tokens or (120 if write == "line" else 400), temperature, price=price,
+                     limit_window=llm.limit_window, items_per_request=leads_per_request)
     work_dir = default_work_dir()
     column = f"email_{write}"
-    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency)
+    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency,
+                         encoding=encoding)
 
-    search_key = resolve_secret(search_key_env, search_key_block, "Serper API key")
-    search = ApiSpec("search", search_base_url.rstrip("/"), timeout=30, rate_per_second=searches_per_second,
-                     secret_headers={"X-API-KEY": search_key})
-    research_job = Job("company-research", search_company, ("summary", "sources"), (search,), work_dir, "key")
+    searcher = ApiSpec("search", search.base_url, timeout=30, rate_per_second=search.per_second,
+                       secret_headers={"X-API-KEY": search_key})
+    research_job = Job("company-research", search_company, ("summary", "sources"), (searcher,), work_dir, "key")
     cache = LookupCache(Path(work_dir) / "cache" / "company-research.sqlite", research_max_age_days)
     research = cached_lookup(research_job, companies, cache, options)
     logger.info(f"research: {research['keys']:,} companies, {research['cache_hits']:,} from the cache, "
                 f"{research['looked_up']:,} searched, {research['lookups_failed']:,} failed")
 
-    version = hashlib.sha256(repr((llm.provider, llm.model, llm.max_tokens, llm.temperature, system.text,
+    version = hashlib.sha256(repr((writer.provider, writer.model, writer.max_tokens, writer.temperature, system.text,
                                    user.text, column, leads_per_request)).encode()).hexdigest()[:16]
     handler = functools.partial(write_email, system=system, user=user, column=column,
                                 repeated_spellings=mailboxes.repeats)
     job = Job("personalised-emails", handler, ("research_summary", "research_key_kind", column, "input_tokens",
-              "output_tokens", "cost_usd"), (llm,), work_dir, key_column="email", version=version,
+              "output_tokens", "cost_usd"), (writer,), work_dir, key_column="email", version=version,
               totals=("input_tokens", "output_tokens", "cost_usd"),
               column_types={"input_tokens": "Int64", "output_tokens": "Int64"},
               hooks=AttachAnswers(cache, research_key_of))

@@ -14,10 +14,11 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from pydantic import AfterValidator, Field
 
 from tasks.apis.batches import (
     BATCH_DISCOUNT,
@@ -28,6 +29,7 @@ from tasks.apis.batches import (
     failure_kind,
 )
 from tasks.apis.drive import DriveSpec, download_path, safe_name
+from tasks.apis.endpoints import AnthropicEndpoint, DriveEndpoint, PricesFile
 from tasks.apis.extraction import (
     SYSTEM,
     TOOL,
@@ -38,10 +40,22 @@ from tasks.apis.extraction import (
 from tasks.apis.llm import LlmSpec, load_prices, price_for
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.lookups import LookupCache, RememberAnswers
-from tasks.engine.outcomes import Failed, Partial, RowError
+from tasks.engine.outcomes import Failed, FatalError, Partial, RowError
+from tasks.engine.params import (
+    ChunkSize,
+    Cli,
+    Concurrency,
+    Emulate,
+    Help,
+    Limit,
+    Positive,
+    Rate,
+    Runner,
+    Workers,
+)
+from tasks.engine.preflight import check_paths
 from tasks.engine.ratelimit import FileLimits
 from tasks.engine.run import default_work_dir, run_job
-from tasks.engine.secrets import resolve_secret
 from tasks.engine.tables import read_chunks
 from tasks.samples.emulated import run_emulated
 
@@ -50,9 +64,6 @@ TOKENS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tok
 RESULTS = ("fields", *TOKENS, "cost_usd")
 COLUMN_TYPES = dict.fromkeys(TOKENS, "Int64")  # token counts stay integers in every output format
 MAX_PDF_BYTES = (32 << 20) * 3 // 4 - (64 << 10)  # a Messages request holds 32 MB; base64 adds a third
-# Drive API usage limits (developers.google.com/workspace/drive/api/guides/limits): 12,000 queries per
-# 60 s per user, the quota of projects that used the API before May 2026 (newer ones count quota units)
-DRIVE_REQUESTS_PER_MINUTE = 12_000
 
 
 async def fetch_pdf(row: dict[str, Any], drive, downloads: str, max_bytes: int) -> Path:
@@ -175,7 +186,8 @@ async def answer_of(row: dict[str, Any], clients: dict, request: str, downloads:
     raise RowError(f"batch request {request} was found in no batch {CREATE_ROUNDS} times", retryable=True)
 
 
-@task(name="list-drive-folder", retries=2, retry_delay_seconds=5)
+@task(name="list-drive-folder", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=lambda task, run, state: not isinstance(state.result(raise_on_failure=False), FatalError))
 def list_folder(drive: DriveSpec, folder_id: str, recursive: bool, listing: str, work_dir: str,
                 only: list[str] | None = None) -> int:
     """Write the folder's PDFs (paged listing, sub-folders when asked) to `listing` as JSON lines;
@@ -183,6 +195,7 @@ def list_folder(drive: DriveSpec, folder_id: str, recursive: bool, listing: str,
     async def go() -> list[dict]:
         client = drive.client(1, FileLimits(work_dir))
         async with client:
+            await client.check_folder(folder_id)
             files = await client.list_folder(folder_id, recursive=recursive)
         client.close()
         return files
@@ -211,32 +224,51 @@ def failed_files(output_path: str | Path, target: str | Path | None = None, incl
     return target
 
 
+def jsonl_path(path: str) -> str:
+    if not path.lower().endswith((".jsonl", ".ndjson")):
+        raise ValueError("the output is JSON lines: give a .jsonl file")
+    return path
+
+
 def file_ids(path: str) -> list[str]:
     return [i for f in read_chunks(path, 20_000, required=("id",)) for i in f["id"].astype(str)]
 
 
 @flow(name="prescription-extraction")
 def prescription_extraction(
-    folder_id: str, output_path: str, mode: str = "realtime", limit: int | None = None,
-    model: str = "claude-sonnet-5", recursive: bool = False, files: str | None = None, runner: str = "thread",
-    workers: int | None = None, concurrency: int = 8, chunk_size: int = 100, max_tokens: int = 1500,
-    drive_endpoint: str | None = None, drive_credentials: str | None = None,
-    drive_requests_per_minute: float = DRIVE_REQUESTS_PER_MINUTE, anthropic_base_url: str | None = None,
-    anthropic_key_env: str = "ANTHROPIC_API_KEY", anthropic_key_block: str | None = None,
-    requests_per_minute: float | None = 50, tokens_per_minute: float | None = None, prices_file: str | None = None,
-    poll_seconds: float = BatchSpec.poll_seconds,
-    max_pdf_bytes: int = MAX_PDF_BYTES, claude_timeout: float = 300, emulate: bool = False,
+    folder_id: Annotated[str, Field(min_length=1), Help("the Drive folder's id (with emulate: a local folder)"),
+                         Cli(("--folder-id",))],
+    output_path: Annotated[str, AfterValidator(jsonl_path), Help("JSON lines output; failed files also go to "
+                                                                 "<stem>.failed.csv next to it"), Cli(("-o", "--output"))],
+    mode: Annotated[Literal["realtime", "batch"], Help("a Messages call per file, or the Message Batches API "
+                                                        "(half the price, results within 24 h)")] = "realtime",
+    limit: Limit = None,
+    model: Annotated[str, Field(min_length=1), Help("Claude model")] = "claude-sonnet-5",
+    recursive: Annotated[bool, Help("also the PDFs of sub-folders")] = False,
+    files: Annotated[str | None, Help("CSV with an id column (e.g. <stem>.failed.csv): only these files")] = None,
+    runner: Runner = "thread",
+    workers: Workers = None,
+    concurrency: Concurrency = 8,
+    chunk_size: ChunkSize = 100,
+    max_tokens: Annotated[Positive, Help("per answer")] = 1500,
+    drive: DriveEndpoint = DriveEndpoint(),
+    anthropic: AnthropicEndpoint = AnthropicEndpoint(),
+    prices_file: Annotated[PricesFile, Cli(("--prices",))] = None,
+    poll_seconds: Annotated[Rate, Help("batch mode: how often a batch is polled (as Anthropic's guide)")] = (
+        BatchSpec.poll_seconds),
+    max_pdf_bytes: Annotated[Positive, Help("larger PDFs fail without a call (a Messages request holds 32 MB "
+                                            "after base64)")] = MAX_PDF_BYTES,
+    claude_timeout: Annotated[Rate, Help("seconds per Claude call")] = 300,
+    emulate: Emulate = False,
 ) -> dict[str, Any]:
-    """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines).
-    `emulate`: a sample run against local emulators, `folder_id` a local folder (tasks/samples/emulated.py)."""
+    """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines)."""
     if emulate:
         return run_emulated(prescription_extraction, locals())
-    if mode not in ("realtime", "batch"):
-        raise ValueError(f"mode must be 'realtime' or 'batch', not {mode!r}")
+    check_paths(inputs=[files] if files else (), outputs=(output_path,))
+    key = anthropic.key("Anthropic API key")
     logger, work_dir = get_run_logger(), default_work_dir()
     folder = Path(work_dir) / "prescriptions" / safe_name("folder", folder_id)
-    drive = DriveSpec(drive_endpoint or DriveSpec.endpoint, drive_credentials or
-                      ("anonymous" if drive_endpoint else "default"), drive_requests_per_minute)
+    drive = drive.spec()
     only = file_ids(files) if files else None
     name = "listing" if only is None else "listing-" + hashlib.sha256("\n".join(only).encode()).hexdigest()[:12]
     listing = str(folder / f"{name}.jsonl")
@@ -248,9 +280,9 @@ def prescription_extraction(
     price = price_for(model, load_prices(prices_file))
     if price is None:
         logger.warning(f"no price for model {model!r}: cost_usd stays empty (give a prices file)")
-    key = resolve_secret(anthropic_key_env, anthropic_key_block, "Anthropic API key")
-    llm = LlmSpec("anthropic", model, key, anthropic_base_url or "", requests_per_minute, tokens_per_minute,
-                  max_tokens, price=price, timeout=claude_timeout)
+    llm = LlmSpec("anthropic", model, key, anthropic.base_url or "", anthropic.requests_per_minute,
+                  anthropic.tokens_per_minute, max_tokens, price=price, timeout=claude_timeout,
+                  limit_window=anthropic.limit_window)
     version = hashlib.sha256(repr((model, max_tokens, SYSTEM, TOOL)).encode()).hexdigest()[:16]
     settings = {"downloads": str(folder / "downloads"), "max_tokens": max_tokens, "max_bytes": max_pdf_bytes}
     options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency)

@@ -11,9 +11,10 @@ from flows.cli import main
 from tasks.apis.geocoding import address_key
 
 
-def run(workspace, emulator, **params):
+def run(workspace, emulator, geocoding_per_minute=3000, **params):
     return book_requests(str(workspace / "requests.csv"), str(workspace / "history.csv"), str(workspace / "out"),
-                         geocoding_base_url=emulator.url, messaging_base_url=emulator.url + "/messaging", **params)
+                         geocoding={"base_url": emulator.url, "requests_per_minute": geocoding_per_minute},
+                         messaging={"base_url": emulator.url + "/messaging"}, **params)
 
 
 def outputs(workspace) -> dict[str, pd.DataFrame]:
@@ -112,7 +113,7 @@ def test_email_channel_sends_to_the_email_column(books, emulator):
 def test_geocoding_over_query_limit_is_retried(books, emulator):
     workspace, _, _ = books
     emulator.configure("geocoding", rate_limit=20)
-    figures = run(workspace, emulator, geocoding_per_second=60)
+    figures = run(workspace, emulator, geocoding_per_minute=3600)
     seen = emulator.stats("geocoding")
     assert seen["OVER_QUERY_LIMIT"] > 0 and figures["geocoding"]["lookups_failed"] == 0
     assert figures["reasons"].get("address check failed", 0) == 0

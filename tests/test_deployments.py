@@ -152,9 +152,9 @@ def test_a_failed_run_makes_the_ci_script_exit_non_zero_with_the_reason(worker):
 
 
 def test_a_sample_run_refuses_a_real_api_url(workspace):
-    with pytest.raises(ValueError, match="do not also give llm_base_url"):
+    with pytest.raises(ValueError, match="do not also give llm.base_url"):
         personalised_emails(str(workspace / "leads.csv"), str(workspace / "out.csv"), emulate=True,
-                            llm_base_url="https://api.groq.com/openai/v1")
+                            llm={"base_url": "https://api.groq.com/openai/v1"})
 
 
 def test_serve_builds_every_deployment_of_prefect_yaml():

@@ -37,9 +37,10 @@ def run(workspace, emulator, leads, provider="anthropic", output="out.csv", **pa
     leads.to_csv(path, index=False)
     base = emulator.url if provider == "anthropic" else emulator.url + "/openai/v1"
     model = "claude-sonnet-5" if provider == "anthropic" else "llama-3.3-70b-versatile"
-    options = {"requests_per_minute": 6000, "searches_per_second": 200, "chunk_size": 50, **params}
-    figures = personalised_emails(str(path), str(workspace / output), provider=provider, model=model,
-                                  llm_base_url=base, search_base_url=emulator.url, **options)
+    llm = {"base_url": base, "requests_per_minute": 6000, **params.pop("llm", {})}
+    options = {"chunk_size": 50, **params}
+    figures = personalised_emails(str(path), str(workspace / output), provider=provider, model=model, llm=llm,
+                                  search={"base_url": emulator.url, "requests_per_minute": 12_000}, **options)
     return figures, read_table(workspace / output)
 
 
@@ -94,8 +95,8 @@ def test_several_leads_per_call_each_get_their_own_line(workspace, llm):
 
 def test_request_and_token_limits_hold(workspace, llm):
     llm.configure("anthropic", latency=0.2, rate_limit=40, token_limit=10_000, rate_window=4)
-    figures, out = run(workspace, llm, leads_frame(120, 30), requests_per_minute=600, tokens_per_minute=150_000,
-                       llm_limit_window=4)
+    figures, out = run(workspace, llm, leads_frame(120, 30), llm={
+        "requests_per_minute": 600, "tokens_per_minute": 150_000, "limit_window": 4})
     assert (out.status == "ok").all()
     seen = llm.stats("anthropic", window=4)
     assert seen["statuses"] == {"200": 120} and figures["http_429"] == 0
@@ -155,7 +156,7 @@ def test_killed_run_repeats_at_most_one_chunk_of_llm_calls(workspace, llm):
     llm.configure("anthropic", latency=0.3)
     command = [sys.executable, "-m", "flows.cli", "personalised-emails", str(leads), "-o", str(workspace / "out.csv"),
                "--llm-base-url", llm.url, "--search-base-url", llm.url, "--model", "claude-sonnet-5",
-               "--requests-per-minute", "6000", "--searches-per-second", "100", "--chunk-size", "50",
+               "--llm-requests-per-minute", "6000", "--search-requests-per-minute", "6000", "--chunk-size", "50",
                "--concurrency", "20"]
     kill_when(command, lambda: llm.stats("anthropic")["total"] >= 180, ENV)
     before = llm.stats("anthropic")["total"]
@@ -174,7 +175,7 @@ def test_keys_never_appear_in_logs_artifacts_outputs_or_work_files(workspace, ll
     leads = workspace / "leads.csv"
     leads_frame(80, 20).to_csv(leads, index=False)
     result = run_cli("personalised-emails", str(leads), "-o", str(workspace / "out.csv"), "--llm-base-url", llm.url,
-                     "--search-base-url", llm.url, "--model", "claude-sonnet-5", "--requests-per-minute", "6000",
+                     "--search-base-url", llm.url, "--model", "claude-sonnet-5", "--llm-requests-per-minute", "6000",
                      env={**ENV, "PREFECT_LOGGING_LEVEL": "DEBUG", "BATCHFLOWS_WORK_DIR": str(workspace / "work")})
     assert result.returncode == 0, result.stderr
     assert "Finished in state" in result.stdout + result.stderr

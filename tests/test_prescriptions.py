@@ -40,14 +40,16 @@ def make_folder(emulator, tmp_path, count: int, extra: tuple = (), names=None) -
     return folder, truths
 
 
-def options(emulator, **more) -> dict:
-    return {"drive_endpoint": f"{emulator.url}/drive/v3/", "anthropic_base_url": emulator.url,
-            "requests_per_minute": 6000, "drive_requests_per_minute": 6000, "poll_seconds": 0.3, **more}
+def options(emulator, claude_per_minute=6000, drive_per_minute=6000, **more) -> dict:
+    return {"drive": {"base_url": f"{emulator.url}/drive/v3", "requests_per_minute": drive_per_minute},
+            "anthropic": {"base_url": emulator.url, "requests_per_minute": claude_per_minute}, "poll_seconds": 0.3,
+            **more}
 
 
 def cli_options(emulator, *more: str) -> list[str]:
-    return ["--drive-endpoint", f"{emulator.url}/drive/v3/", "--anthropic-base-url", emulator.url,
-            "--requests-per-minute", "6000", "--drive-requests-per-minute", "6000", "--poll-seconds", "0.3", *more]
+    return ["--drive-base-url", f"{emulator.url}/drive/v3", "--anthropic-base-url", emulator.url,
+            "--anthropic-requests-per-minute", "6000", "--drive-requests-per-minute", "6000", "--poll-seconds", "0.3",
+            *more]
 
 
 def read_jsonl(path) -> list[dict]:
@@ -137,7 +139,7 @@ def test_claude_429_529_500_and_timeouts_are_survived_and_the_limits_hold(apis, 
     apis.configure("anthropic", api_key=KEY, latency=0.1, error_rate=0.3, error_statuses=[500, 529],
                    throttle_rate=0.1, retry_after=0.2, hang_rate=0.06, hang_seconds=30, seed=5)
     prescription_extraction(folder, str(tmp_path / "out.jsonl"), claude_timeout=2, concurrency=6,
-                            **options(apis, requests_per_minute=600))
+                            **options(apis, claude_per_minute=600))
     rows = read_jsonl(tmp_path / "out.jsonl")
     assert [r["status"] for r in rows] == ["success"] * 24
     seen = apis.stats("anthropic")
@@ -148,7 +150,7 @@ def test_claude_429_529_500_and_timeouts_are_survived_and_the_limits_hold(apis, 
     apis.configure("drive", rate_limit=16, rate_window=4)  # 240/min
     folder, _ = make_folder(apis, tmp_path, 40)
     prescription_extraction(folder, str(tmp_path / "limited.jsonl"), concurrency=8,
-                            **options(apis, requests_per_minute=180, drive_requests_per_minute=240))
+                            **options(apis, claude_per_minute=180, drive_per_minute=240))
     assert {r["status"] for r in read_jsonl(tmp_path / "limited.jsonl")} == {"success"}
     claude, drive = apis.stats("anthropic", window=4), apis.stats("drive", window=4)
     assert set(claude["statuses"]) == {"200"} and claude["max_window"] <= 12

@@ -22,6 +22,7 @@ from typing import Any
 
 from tasks.apis.http import ApiClient, ApiSpec, ErrorAnswer
 from tasks.engine.job import Limits
+from tasks.engine.outcomes import FatalError, RowError
 
 FOLDER = "application/vnd.google-apps.folder"
 PDF = "application/pdf"
@@ -162,6 +163,22 @@ class Drive:
                 raise ErrorAnswer(DriveAnswer(error)) from None
 
         return await self.api.call(lambda: asyncio.to_thread(run))
+
+    async def check_folder(self, folder_id: str) -> None:
+        """The folder exists, is a folder and can be read: else a FatalError saying which, before any listing
+        (an id that is wrong or not shared is not an empty folder)."""
+        try:
+            item = await self._call(lambda s: s.files().get(fileId=folder_id, fields="id, name, mimeType",
+                                                            supportsAllDrives=True).execute)
+        except RowError as error:
+            if error.status == 404:
+                raise FatalError(f"Drive folder {folder_id!r} was not found: check the id, and that the folder is "
+                                 "shared with the account this run signs in with") from None
+            raise FatalError(f"Drive folder {folder_id!r} cannot be read: {error}") from None
+        except FatalError as error:
+            raise FatalError(f"Drive folder {folder_id!r} cannot be read: {error}") from None
+        if item.get("mimeType") != FOLDER:
+            raise FatalError(f"Drive id {folder_id!r} is a file ({item.get('name')!r}), not a folder")
 
     async def list_folder(self, folder_id: str, recursive: bool = False, page_size: int = 1000,
                           path: str = "") -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ go to `$BATCHFLOWS_WORK_DIR/emulated`, so emulator answers never mix with real o
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import json
 import os
@@ -16,11 +15,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from prefect import get_run_logger
+from pydantic import BaseModel
 
 from tasks.engine.run import default_work_dir
 
 KEY_ENV = "BATCHFLOWS_EMULATOR_KEY"  # the emulators accept any key: this one is not a secret
-REPLACED = ("base_url", "_endpoint", "_credentials", "_key_env", "_key_block")
+WHERE = ("base_url", "credentials", "key_env", "key_block")  # what an emulated endpoint replaces
 
 
 def run_emulated(flow, params: dict[str, Any]) -> Any:
@@ -29,7 +29,8 @@ def run_emulated(flow, params: dict[str, Any]) -> Any:
 
     settings, prepare = SAMPLES[flow.name]
     defaults = inspect.signature(flow.fn).parameters
-    given = [name for name, value in params.items() if name.endswith(REPLACED) and value != defaults[name].default]
+    given = [f"{name}.{field}" for name, value in params.items() if isinstance(value, BaseModel)
+             for field in WHERE if getattr(value, field, None) != getattr(defaults[name].default, field, None)]
     if given:
         raise ValueError(f"emulate=true points the APIs at local emulators; do not also give {', '.join(given)}")
     work_dir = str(Path(default_work_dir()) / "emulated")
@@ -55,6 +56,11 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _emulated(endpoint: BaseModel, url: str, **more: Any) -> BaseModel:
+    """The endpoint pointing at the emulator (its limits kept)."""
+    return endpoint.model_copy(update={"base_url": url, "key_env": KEY_ENV, "key_block": None, **more})
+
+
 def _missing(*paths: str) -> bool:
     """True when one of the input files is missing (their folders are made)."""
     for path in paths:
@@ -74,11 +80,11 @@ def _cards(url: str, params: dict, scratch: str) -> dict:
 
     if _missing(params["input_path"]):
         write_users(params["input_path"], 1000)
-    values = {**dataclasses.asdict(_card_config(params)), "base_url": url, "api_key_env": KEY_ENV,
-              "api_key_block": None, "work_dir": default_work_dir()}
-    api = {name: values.pop(name) for name in ("base_url", "api_key_env", "api_key_block", "timeout")}
+    values = _card_config(params).model_dump(mode="json")
+    values["api"].update(base_url=url, api_key_env=KEY_ENV, api_key_block=None)
+    values["processing"]["work_dir"] = default_work_dir()
     config = Path(scratch) / "card-config.json"
-    config.write_text(json.dumps({"api": api, "processing": values}, indent=2))
+    config.write_text(json.dumps(values, indent=2))
     return {"config_path": str(config)}
 
 
@@ -88,7 +94,7 @@ def _emails(url: str, params: dict, scratch: str) -> dict:
     if _missing(params["input_path"]):
         write_leads(params["input_path"], 60, 20)
     llm_url = url if params["provider"] == "anthropic" else f"{url}/openai/v1"
-    return {"llm_base_url": llm_url, "search_base_url": url, "llm_key_env": KEY_ENV, "search_key_env": KEY_ENV}
+    return {"llm": _emulated(params["llm"], llm_url), "search": _emulated(params["search"], url)}
 
 
 def _books(url: str, params: dict, scratch: str) -> dict:
@@ -99,16 +105,17 @@ def _books(url: str, params: dict, scratch: str) -> dict:
         requests = new_requests_frame(200, history, people, seed=4)
         history.drop(columns=["entity", "phone_e164"]).to_csv(params["history_path"], index=False)
         requests.drop(columns=["entity", "phone_e164"]).to_csv(params["input_path"], index=False)
-    return {"geocoding_base_url": url, "messaging_base_url": f"{url}/messaging",
-            "geocoding_key_env": KEY_ENV, "messaging_key_env": KEY_ENV}
+    return {"geocoding": _emulated(params["geocoding"], url),
+            "messaging": _emulated(params["messaging"], f"{url}/messaging")}
 
 
 def _prescriptions(url: str, params: dict, scratch: str) -> dict:
     """`folder_id` is a local folder (sample PDFs written when it has none) served as a Drive folder."""
     from emulators.drive import drive_id
 
-    return {"folder_id": drive_id(str(Path(params["folder_id"]).resolve())), "drive_endpoint": f"{url}/drive/v3/",
-            "drive_credentials": "anonymous", "anthropic_base_url": url, "anthropic_key_env": KEY_ENV}
+    drive = params["drive"].model_copy(update={"base_url": f"{url}/drive/v3", "credentials": "anonymous"})
+    return {"folder_id": drive_id(str(Path(params["folder_id"]).resolve())), "drive": drive,
+            "anthropic": _emulated(params["anthropic"], url)}
 
 
 def _sample_pdfs(params: dict) -> str:
@@ -130,7 +137,7 @@ def _latency(seconds: float) -> dict:
 SAMPLES: dict[str, tuple[Callable[[dict], dict], Callable[[str, dict, str], dict]]] = {
     # flow name: (emulator settings from the parameters, parameter overrides once it runs)
     "card-recommendations": (lambda p: {"cards": {**_latency(0.05), "error_rate": 0.02, "rate_limit": (
-        _card_config(p).rate_limit_per_minute or 6000) / 60}}, _cards),
+        _card_config(p).processing.rate_limit_per_minute or 6000) / 60}}, _cards),
     "personalised-emails": (lambda p: {"anthropic": _latency(0.2), "chat": _latency(0.2), "serper": _latency(0.1)},
                             _emails),
     "book-requests": (lambda p: {"geocoding": _latency(0.02), "messaging": _latency(0.02)}, _books),
