@@ -130,6 +130,40 @@ def test_the_prefect_ui_shows_the_progress_and_the_summary(card_run, prefect_ser
     print(f"screenshots: {SCREENSHOTS / 'flow-run-artifacts.png'}, {SCREENSHOTS / 'run-summary.png'}")
 
 
+def deployment_id(name: str) -> str:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return (await client.read_deployment_by_name(name)).id
+
+    return str(asyncio.run(read()))
+
+
+def test_the_prefect_ui_offers_a_typed_form_for_a_deployment_run(worker, prefect_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    form = f"{prefect_server.removesuffix('/api')}/deployments/deployment/" \
+           f"{deployment_id('personalised-emails/production')}/run"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(form)
+            expect(page.get_by_text("requests in flight for the whole run")).to_be_visible(timeout=30_000)
+            for description in ("an opening line or an email body", "process only the first N rows (a test-size run)",
+                                "environment variable holding the API key (empty: ANTHROPIC_API_KEY or "
+                                "OPENAI_API_KEY, by provider)"):
+                expect(page.get_by_text(description, exact=True)).to_be_visible()
+            expect(page.locator("input[type=number]").first).to_be_visible()  # numbers get number inputs
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=SCREENSHOTS / "deployment-run-form.png", full_page=True)
+        finally:
+            browser.close()
+
+
 def test_book_requests_deployment_sends_one_message_per_accepted_request(worker):
     home, env = worker
     out = home / "books"
