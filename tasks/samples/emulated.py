@@ -118,7 +118,7 @@ def write_sample_pdfs(folder: str | Path, count: int = 12) -> Path:
     return folder
 
 
-def card_config_sections(config_path: str | None) -> dict[str, dict]:
+def _card_config_sections(config_path: str | None) -> dict[str, dict]:
     """The card config file's sections as written (the flow checks their keys when it loads the file
     the sample run writes from them)."""
     if config_path is None:
@@ -141,7 +141,7 @@ def card_config_sections(config_path: str | None) -> dict[str, dict]:
 def _card_rate(params: dict) -> float:
     """Requests per second the card emulator admits: the config's rate limit (the sample's default when
     it sets none, or one the flow will refuse)."""
-    rate = card_config_sections(params["config_path"]).get("processing", {}).get("rate_limit_per_minute")
+    rate = _card_config_sections(params["config_path"]).get("processing", {}).get("rate_limit_per_minute")
     usable = isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0
     return (rate if usable else CARD_RATE_PER_MINUTE) / 60
 
@@ -152,7 +152,7 @@ def _cards(url: str, params: dict, scratch: str) -> dict:
 
     if _missing(params["input_path"]):
         write_users(params["input_path"], 1000)
-    sections = card_config_sections(params["config_path"])
+    sections = _card_config_sections(params["config_path"])
     api = {"base_url": url, "api_key_env": KEY_ENV, "api_key_block": None,
            **{key: value for key, value in sections.get("api", {}).items() if key == "timeout"}}
     processing = {**sections.get("processing", {}), "work_dir": default_work_dir()}
