@@ -18,9 +18,10 @@ EXTRA_ROUTES = [claude_batches]  # more routes of an API above (same NAME, same 
 def build_app(settings: dict[str, dict[str, Any]] | None = None) -> Starlette:
     """Build the app; `settings` maps an API name to its initial Settings fields."""
     settings = settings or {}
-    unknown = set(settings) - {module.NAME for module in API_MODULES}
-    if unknown:
-        raise ValueError(f"unknown emulated APIs: {sorted(unknown)}")
+    names = {module.NAME for module in API_MODULES}
+    if unknown := set(settings) - names:
+        raise ValueError(f"unknown emulated API(s) {', '.join(sorted(unknown))}; the emulators are "
+                         f"{', '.join(sorted(names))} (python -m emulators --help)")
     apis = {module.NAME: getattr(module, "FAULTS", ApiFaults)(module.NAME, settings.get(module.NAME),
                                                              getattr(module, "COUNTERS", ()))
             for module in API_MODULES}

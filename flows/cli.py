@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import signal
 import sys
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from tasks.engine.params_cli import Option, add_flow_options, flow_arguments
@@ -95,30 +92,19 @@ def _run_workload(command: Command, fn: Callable, options: list[Option]) -> Call
 
 
 def _demo(args) -> dict:
-    """Generate users, start the emulators, run card recommendations, print where the output is."""
-    from emulators import Emulator
-    from flows.card_recommendations import card_recommendations
-    from tasks.samples.tables import write_users
+    """A sample run of one workload on generated input (tasks/samples/demo.py); prints where everything is."""
+    from importlib import import_module
 
-    out = Path(args.dir or tempfile.mkdtemp(prefix="batchflows-demo-")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    users = write_users(out / "users.csv", args.rows)
-    with open(users, "a", encoding="utf-8") as handle:  # a few bad rows, to show row errors
-        handle.write("u_bad_spend,lots,dining,700,Austin\n,120.5,fuel,650,Boston\nu00000003,10,fuel,700,Denver\n")
-    config = {"api": {"api_key_env": "CARD_API_KEY", "timeout": 10},
-              "processing": {"concurrency": 100, "rate_limit_per_minute": 6000, "chunk_size": 250}}
-    os.environ.setdefault("CARD_API_KEY", "demo-key")
-    os.environ.setdefault("BATCHFLOWS_WORK_DIR", str(out / "work"))
-    settings = {"cards": {"latency": 0.05, "latency_dist": "uniform", "latency_spread": 0.04,
-                          "error_rate": 0.02, "rate_limit": 100, "api_key": os.environ["CARD_API_KEY"]}}
-    with Emulator(settings) as emulator:
-        config["api"]["base_url"] = emulator.url
-        (out / "config.json").write_text(json.dumps(config, indent=2))
-        figures = card_recommendations(str(users), str(out / "recommendations.xlsx"), str(out / "config.json"),
-                                       runner=args.runner)
-        seen = emulator.stats("cards")
-    print(f"\nemulator saw {seen['total']:,} requests, at most {seen['max_1s']} in any second (limit 100)")
-    return figures
+    from tasks.samples.demo import Workload, run_demo
+
+    workload = Workload(args.workload)
+    module = {Workload.CARDS: "card_recommendations", Workload.EMAILS: "personalised_emails",
+              Workload.BOOKS: "book_requests", Workload.PRESCRIPTIONS: "prescription_extraction",
+              Workload.FILES: "file_metadata"}[workload]  # flows/<module>.py defines the flow <module>
+    demo = run_demo(workload, getattr(import_module(f"flows.{module}"), module), args.dir, args.rows,
+                    args.runner, args.workers)
+    print("\n".join(demo.lines()))
+    return demo.figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,10 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     failed.add_argument("--include-partial", action="store_true", help="also the partial ones")
     failed.set_defaults(run=_prescriptions_failed)
 
-    demo = commands.add_parser("demo", help="run card recommendations on generated users against the emulators")
-    demo.add_argument("--rows", type=int, default=3000)
-    demo.add_argument("--dir", help="where to write the sample input and output (default: a new temp dir)")
+    from tasks.samples.demo import SIZES, Workload
+
+    demo = commands.add_parser("demo", help="a sample run of a workload: generated input, the local emulators, "
+                               "the output paths printed")
+    demo.add_argument("workload", nargs="?", choices=[w.value for w in Workload], default=Workload.CARDS.value,
+                      help="the workload to run (default %(default)s)")
+    demo.add_argument("--rows", type=int, help="how much input to generate (default " + ", ".join(
+        f"{size.default:,} {size.unit} for {workload}" for workload, size in SIZES.items()) + ")")
+    demo.add_argument("--dir", help="where to write the inputs, outputs and work dir (default: a new temp dir)")
     demo.add_argument("--runner", default="thread", help="thread (default), dask, or tcp://host:port of a Dask scheduler")
+    demo.add_argument("--workers", type=int, help="chunks run at once (threads or Dask processes)")
     demo.set_defaults(run=_demo)
 
     args = parser.parse_args(argv)

@@ -50,8 +50,9 @@ class DedupeRun:
 
 
 def check_history_columns(columns: Iterable[str], path: object) -> None:
-    """Raise ValueError naming the missing columns, the expected ones and what the file has."""
-    have = [str(c) for c in columns]
+    """Raise ValueError naming the missing columns, the expected ones and what the file has (the
+    reader's own `_row` and `_input_error` left out, as in its own missing-column error)."""
+    have = [str(c) for c in columns if not str(c).startswith("_")]
     missing = [c for c in HISTORY_COLUMNS if c not in have]
     if missing:
         raise ValueError(f"{path}: history file lacks column(s) {', '.join(missing)}; expected "

@@ -228,3 +228,24 @@ def write_truncated(path: Path, source: Path, keep: float = 0.5) -> Path:
 GENERATORS = {"wav": write_wav, "png": write_png, "fits": write_fits, "h5": write_hdf5, "nc": write_netcdf,
               "dcm": write_dicom, "pdf": write_pdf, "docx": write_docx, "xlsx": write_xlsx, "avi": write_avi,
               "mp4": write_mp4, "mkv": write_mkv}
+
+FOLDERS = {"wav": "audio", "png": "images", "fits": "science", "h5": "science", "nc": "science", "dcm": "images",
+           "pdf": "documents", "docx": "documents", "xlsx": "documents", "avi": "video", "mp4": "video",
+           "mkv": "video"}
+
+
+def write_sample_tree(root: Path, count: int = 36) -> list[Path]:
+    """A small tree of `count` files under `root` (audio/, images/, ...): every format of GENERATORS in
+    turn, then, when there is room, one file of random bytes (unsupported) and one PNG cut in half."""
+    formats, paths = list(GENERATORS), []
+    extras = 2 if count > len(formats) else 0
+    for n in range(count - extras):
+        kind = formats[n % len(formats)]
+        folder = root / FOLDERS[kind]
+        folder.mkdir(parents=True, exist_ok=True)
+        paths.append(GENERATORS[kind](folder / f"sample-{n:03d}.{kind}"))
+    if extras:
+        (root / "other").mkdir(parents=True, exist_ok=True)
+        paths.append(write_random(root / "other" / "random.bin"))
+        paths.append(write_truncated(root / "other" / "cut.png", paths[formats.index("png")]))
+    return paths
