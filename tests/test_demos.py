@@ -125,7 +125,8 @@ def test_emulator_help_lists_every_emulator_and_an_unknown_name_is_refused_with_
                                                f"emulators are {', '.join(EMULATORS)} (python -m emulators --help)")
 
 
-def test_history_missing_columns_names_only_the_files_columns(tmp_path, emulator, capsys):
+def test_history_missing_columns_names_only_the_files_columns(tmp_path, emulator, capsys, monkeypatch):
+    monkeypatch.setenv("GOOGLE_MAPS_API_KEY", "a-key")
     history = tmp_path / "history.csv"
     pd.DataFrame({"name": ["Ann Lee"], "phone": ["+1 312 555 0100"], "street": ["1 Oak St"]}).to_csv(history,
                                                                                                  index=False)

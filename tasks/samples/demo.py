@@ -126,8 +126,8 @@ def _emails(folder: Path, size: int) -> Plan:
     with open(leads, "a", encoding="utf-8") as handle:
         handle.write(BAD_LEAD)
     return Plan({"leads": leads}, {"emails": output},
-                {"input_path": str(leads), "output_path": str(output), "requests_per_minute": 600,
-                 "searches_per_second": 20, "emulate": True})
+                {"input_path": str(leads), "output_path": str(output), "llm": {"requests_per_minute": 600},
+                 "search": {"requests_per_minute": 1200}, "emulate": True})
 
 
 def _books(folder: Path, size: int) -> Plan:
@@ -156,7 +156,8 @@ def _prescriptions(folder: Path, size: int) -> Plan:
         write_image_only_pdf(pdfs / "scan-without-text.pdf", 1)
         write_corrupt_pdf(pdfs / "corrupt.pdf")
     return Plan({"PDF folder": pdfs}, {"extractions": output},
-                {"folder_id": str(pdfs), "output_path": str(output), "requests_per_minute": 600, "emulate": True})
+                {"folder_id": str(pdfs), "output_path": str(output),
+                 "anthropic": {"requests_per_minute": 600}, "emulate": True})
 
 
 def _files(folder: Path, size: int) -> Plan:
