@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from tasks.engine.storage import AtomicOutput, estimate_lines, is_file, is_url, name_of, open_input, source
+
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx",
            ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 XLSX_MAX_ROWS = 1_048_575  # Excel's row limit, less the header
@@ -30,7 +32,7 @@ class InputError(ValueError):
 
 
 def file_format(path: str | os.PathLike) -> str:
-    suffix = Path(path).suffix.lower()
+    suffix = os.path.splitext(name_of(path))[1].lower()
     if suffix not in FORMATS:
         raise InputError(f"{path}: unsupported file type {suffix!r} (use {', '.join(sorted(set(FORMATS)))})")
     return FORMATS[suffix]
@@ -42,16 +44,18 @@ def count_rows(path: str | os.PathLike) -> int:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
+        return pq.ParquetFile(source(path)).metadata.num_rows
     if kind == "xlsx":
         import zipfile
 
         try:
-            with zipfile.ZipFile(path) as archive:  # ~50 bytes of sheet XML per row at the least
+            with zipfile.ZipFile(source(path)) as archive:  # ~50 bytes of sheet XML per row at the least
                 sheets = [i.file_size for i in archive.infolist() if i.filename.startswith("xl/worksheets/")]
         except (zipfile.BadZipFile, OSError) as error:
             raise InputError(f"{path}: not a readable xlsx file ({error})") from None
         return min(XLSX_MAX_ROWS, max(sheets, default=0) // 50)
+    if is_url(path):
+        return max(0, estimate_lines(str(path)) - (kind == "csv"))
     lines = 0
     with open(path, "rb") as handle:
         while block := handle.read(1 << 20):
@@ -62,8 +66,8 @@ def count_rows(path: str | os.PathLike) -> int:
 def read_chunks(path: str | os.PathLike, chunk_size: int, required: tuple[str, ...] = (),
                 sheet: str | None = None, encoding: str = "utf-8-sig") -> Iterator[pd.DataFrame]:
     """Yield DataFrames of at most `chunk_size` rows, in file order."""
-    path = Path(path)
-    if not path.is_file():
+    path = path if is_url(path) else Path(path)
+    if not is_file(path):
         raise InputError(f"{path}: no such file")
     kind = file_format(path)
     if kind == "parquet":
@@ -111,7 +115,7 @@ def _check_header(path: Path, header: list, where: str = "") -> list[str]:
 
 
 def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
-    with open(path, newline="", encoding=encoding, errors="surrogateescape") as handle:
+    with open_input(path, "r", newline="", encoding=encoding, errors="surrogateescape") as handle:
         sample = handle.read(65536)
         if not sample.strip():
             raise InputError(f"{path}: the file is empty (no header row)")
@@ -134,7 +138,7 @@ def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
                     problems.append(f"column {name}: bytes that are not valid {encoding} "
                                     "(set the input encoding, e.g. cp1252)")
             values = {name: _clean_text(value) for name, value in zip(header, fields)}
-            where = f"{path.name} row {number} (line {reader.line_num})"
+            where = f"{name_of(path)} row {number} (line {reader.line_num})"
             yield number, values, (f"{where}: " + "; ".join(problems)) if problems else ""
 
 
@@ -161,7 +165,7 @@ def _xlsx_rows(path: Path, required, sheet=None, encoding=None):
     from openpyxl import load_workbook
 
     try:
-        book = load_workbook(path, read_only=True, data_only=True)
+        book = load_workbook(source(path), read_only=True, data_only=True)
     except Exception as error:  # openpyxl raises many kinds for a broken file
         raise InputError(f"{path}: not a readable xlsx file ({type(error).__name__}: {error})") from None
     try:
@@ -200,7 +204,7 @@ def _xlsx_rows(path: Path, required, sheet=None, encoding=None):
 
 def _jsonl_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
     def records():
-        with open(path, encoding=encoding, errors="surrogateescape") as handle:
+        with open_input(path, "r", encoding=encoding, errors="surrogateescape") as handle:
             number = 0
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -212,7 +216,7 @@ def _jsonl_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
                         raise ValueError("a line must hold one JSON object")
                     yield number, record, ""
                 except ValueError as problem:
-                    yield number, {}, f"{path.name} row {number} (line {line_no}): invalid JSON: {problem}"
+                    yield number, {}, f"{name_of(path)} row {number} (line {line_no}): invalid JSON: {problem}"
 
     header: dict[str, None] = {}  # a first pass finds every key, so all chunks have the same columns
     for _, record, _ in records():
@@ -229,7 +233,7 @@ def _parquet_rows(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 
     start = 1
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+    for batch in pq.ParquetFile(source(path)).iter_batches(batch_size=chunk_size):
         frame = batch.to_pandas()
         frame["_row"] = range(start, start + len(frame))
         frame["_input_error"] = ""
@@ -238,15 +242,15 @@ def _parquet_rows(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
 
 
 class OutputWriter:
-    """Append DataFrames in order; the file appears (atomically renamed) only on `close()`."""
+    """Append DataFrames in order; the file appears (renamed, or committed on object storage) only on
+    `close()`, whole (tasks/engine/storage.py)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = path if is_url(path) else Path(path)
         self.kind = file_format(self.path)
-        if self.kind == "csv" and self.path.suffix.lower() == ".tsv":
+        if self.kind == "csv" and name_of(self.path).lower().endswith(".tsv"):
             self.kind = "tsv"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.output = AtomicOutput(self.path)
         self.rows = 0
         self._handle = self._parquet = self._book = self._sheet = None
 
@@ -256,7 +260,7 @@ class OutputWriter:
 
     def _write_csv(self, frame: pd.DataFrame, sep: str = ",") -> None:
         if self._handle is None:
-            self._handle = open(self.tmp, "w", newline="", encoding="utf-8")
+            self._handle = self.output.text(newline="", encoding="utf-8")
             frame.to_csv(self._handle, index=False, sep=sep)
         else:
             frame.to_csv(self._handle, index=False, header=False, sep=sep)
@@ -266,7 +270,7 @@ class OutputWriter:
 
     def _write_jsonl(self, frame: pd.DataFrame) -> None:
         if self._handle is None:
-            self._handle = open(self.tmp, "w", encoding="utf-8")
+            self._handle = self.output.text(encoding="utf-8")
         if len(frame):  # pandas 3 ends `lines=True` output with a newline, older versions do not
             text = frame.to_json(orient="records", lines=True, force_ascii=False)
             self._handle.write(text if text.endswith("\n") else text + "\n")
@@ -282,7 +286,7 @@ class OutputWriter:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self._parquet is None:
             schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
-            self._parquet = pq.ParquetWriter(self.tmp, schema)
+            self._parquet = pq.ParquetWriter(self.output.sink(), schema)
         self._parquet.write_table(table.cast(self._parquet.schema))
 
     def _write_xlsx(self, frame: pd.DataFrame) -> None:
@@ -308,14 +312,14 @@ class OutputWriter:
         self._sheet.append(columns)
         self._sheet_rows = 0
 
-    def close(self) -> Path:
+    def close(self) -> Path | str:
         if self._handle is not None:
             self._handle.close()
         if self._parquet is not None:
             self._parquet.close()
         if self._book is not None:
-            self._book.save(self.tmp)
-        if not self.tmp.exists():
+            self._book.save(self.output.sink(seekable=True))
+        if not self.output.written:
             raise ValueError(f"{self.path}: nothing was written")
-        os.replace(self.tmp, self.path)
+        self.output.commit()
         return self.path
