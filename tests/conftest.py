@@ -181,3 +181,24 @@ def server_texts() -> list[str]:
     logs, artifacts, parameters = asyncio.run(read())
     assert logs and artifacts and parameters
     return logs + artifacts + parameters
+
+
+@pytest.fixture(scope="session")
+def s3_server_process():
+    """moto's S3-compatible server on loopback, for the whole session (tests/s3_server.py)."""
+    from s3_server import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server_process, monkeypatch):
+    """The session's S3 server with this test's env pointing s3fs at it (no cached connection kept)."""
+    import s3fs
+
+    for name, value in s3_server_process.env.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield s3_server_process
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -70,7 +70,8 @@ class S3Server:
 
     def enforce_auth(self, on: bool) -> None:
         """Make the server check every request's key and IAM policies from now on (or stop checking)."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0" if on else b"inf", method="POST")
+        request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0" if on else b"inf", method="POST",
+                                         headers={"Content-Type": "text/plain"})
         urllib.request.urlopen(request, timeout=5).close()
 
     def bucket(self, name: str) -> str:

@@ -1,10 +1,12 @@
-"""Checks a run makes before its first paid call: inputs readable, outputs writable and not an input."""
+"""Checks a run makes before its first paid call: inputs readable, outputs writable and not an input.
+A URL (s3://, gs:// ...) is checked on its store: bucket, key, credentials, access (tasks/engine/storage.py)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Iterable
 
+from tasks.engine import storage
 from tasks.engine.tables import InputError, file_format
 
 
@@ -13,19 +15,27 @@ def check_paths(inputs: Iterable[str | os.PathLike] = (), outputs: Iterable[str 
     """Every input a readable table of a known format, every other file given (templates, prices; None:
     not given) readable, every output file (or output folder) writable and none of them an input.
     Raises InputError with one line naming the path."""
-    inputs = [Path(path) for path in inputs]
+    inputs, outputs, folders = list(inputs), list(outputs), list(folders)
+    urls = [str(path) for path in (*inputs, *outputs, *folders) if storage.is_url(path)]
     for path in inputs:
         check_input(path)
+    inputs = [Path(path) for path in inputs if not storage.is_url(path)]
     for path in files:
         if path is not None:
             check_readable(path)
     for path in outputs:
         file_format(path)
+        if storage.is_url(path):
+            _remote_output(str(path), urls)
+            continue
         _not_an_input(Path(path), inputs)
         if Path(path).is_dir():
             raise InputError(f"{path}: is a folder; the output must be a file")
         _probe(Path(path).parent, f".{Path(path).name}")
     for path in folders:
+        if storage.is_url(path):
+            _remote_output(storage.join(path, ".batchflows"), urls)
+            continue
         _not_an_input(Path(path), inputs)
         if Path(path).exists() and not Path(path).is_dir():
             raise InputError(f"{path}: is a file; the output must be a folder")
@@ -40,6 +50,12 @@ def check_input(path: str | os.PathLike) -> None:
 
 def check_readable(path: str | os.PathLike) -> None:
     """`path` exists, is a file and can be read."""
+    if storage.is_url(path):
+        try:
+            storage.probe_readable(str(path))
+        except storage.StorageError as error:
+            raise InputError(str(error)) from None
+        return
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -56,6 +72,16 @@ def _not_an_input(output: Path, inputs: list[Path]) -> None:
     for source in inputs:
         if output.resolve() == source.resolve() or (output.exists() and os.path.samefile(output, source)):
             raise InputError(f"{output}: is also the input; write the output to another file")
+
+
+def _remote_output(url: str, urls: list[str]) -> None:
+    """An output URL that is no input and where the credentials in use can write."""
+    if urls.count(url) > 1:
+        raise InputError(f"{url}: is also the input; write the output to another file")
+    try:
+        storage.probe_writable(url)
+    except storage.StorageError as error:
+        raise InputError(f"{error}; nothing was sent") from None
 
 
 def _probe(folder: Path, prefix: str) -> None:

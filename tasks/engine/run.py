@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from prefect import get_run_logger
 
+from tasks.engine import storage
 from tasks.engine.channel import ClusterChannel, LocalChannel
 from tasks.engine.chunk import ChunkReport, ChunkWork, process_chunk
 from tasks.engine.job import Job, Record, RowStatus, RunOptions
@@ -298,7 +299,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
         figures.update(input_rows=full_rows, projected_cost_usd=round(projected_cost(sums["cost_usd"], total_rows, full_rows), 4))
     headline = ", ".join(f"{n:,} {status}" for status, n in counts.items()) + f" of {total_rows:,} rows"
     publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
-        "output": f"`{os.path.abspath(output_path)}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
+        "output": f"`{storage.shown(output_path)}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
         "partial": f"{counts['partial']:,}", "failed": f"{counts['failed']:,}",
         **{status: f"{n:,}" for status, n in counts.items() if status not in ("ok", "partial", "failed")},
         **(facts or {}),

@@ -23,7 +23,7 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 
 
-class StorageError(OSError):
+class StorageError(RuntimeError):
     """A URL that cannot be used: one line naming it and why (no bucket, no key, no credentials ...)."""
 
 
@@ -101,8 +101,9 @@ def _missing(url: str) -> str:
     bucket = path.split("/", 1)[0]
     if bucket and bucket != path:
         try:
-            if not fs.exists(bucket):
-                return f"no such bucket {bucket!r}"
+            fs.info(bucket)
+        except FileNotFoundError:
+            return f"no such bucket {bucket!r}"
         except Exception:  # the bucket cannot be asked about: say what was asked for
             pass
     return "no such file"
@@ -216,6 +217,7 @@ class AtomicOutput:
             self._spool.close()
         if self._upload is not None:
             self._upload.discard()
+            self._upload.closed = True  # nothing left to flush when it is collected
         if not self.remote:
             self.tmp.unlink(missing_ok=True)
 

@@ -1,0 +1,124 @@
+"""Inputs, outputs and run state on object storage: a real S3-compatible server on loopback (moto's,
+tests/s3_server.py), the card emulator, the real flows and CLI."""
+import json
+
+import pandas as pd
+import pytest
+from conftest import run_cli, write_config
+
+from flows.card_recommendations import card_recommendations
+from tasks.engine.storage import AtomicOutput
+from tasks.engine.tables import OutputWriter
+from tasks.samples.tables import write_users
+
+
+def upload(s3, path, bucket: str, key: str) -> str:
+    s3.client().upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"
+
+
+def fetch(s3, bucket: str, key: str) -> bytes:
+    return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_card_recommendations_from_parquet_in_the_bucket_to_csv_in_the_bucket(workspace, emulator, s3):
+    s3.bucket("cards-in")
+    users = workspace / "users.parquet"
+    write_users(users, 1200)
+    source = upload(s3, users, "cards-in", "users.parquet")
+    config = write_config(workspace / "config.json", emulator.url, chunk_size=100, work_dir=str(workspace / "local-work"))
+    card_recommendations(str(users), str(workspace / "local.csv"), str(config))
+    emulator.reset()
+    config = write_config(workspace / "config.json", emulator.url, chunk_size=100, work_dir=str(workspace / "s3-work"))
+    figures = card_recommendations(source, "s3://cards-in/out/recommendations.csv", str(config))
+    assert figures["rows"] == figures["ok"] == 1200 and figures["output"] == "s3://cards-in/out/recommendations.csv"
+    assert emulator.stats("cards")["ok_keys"] == 1200  # the bucket run sent its own requests
+    assert fetch(s3, "cards-in", "out/recommendations.csv") == (workspace / "local.csv").read_bytes()
+    assert sorted(s3.keys("cards-in")) == ["out/recommendations.csv", "users.parquet"]  # no temporary objects
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl", ".xlsx"])
+def test_an_output_appears_in_the_bucket_only_when_complete(workspace, s3, suffix):
+    s3.bucket("atomic-out")
+    rows = pd.DataFrame({"user_id": [f"u{n:07d}" for n in range(120_000)], "note": ["x" * 150] * 120_000})
+    writer, local = OutputWriter(f"s3://atomic-out/out/result{suffix}"), OutputWriter(workspace / f"result{suffix}")
+    for start in range(0, len(rows), 20_000):
+        writer.write(rows.iloc[start:start + 20_000])
+        local.write(rows.iloc[start:start + 20_000])
+    assert s3.keys("atomic-out") == []  # a CSV's 19 MB are more than one part: uploaded, yet nothing is visible
+    writer.close()
+    local.close()
+    assert s3.keys("atomic-out") == [f"out/result{suffix}"]
+    if suffix != ".xlsx":  # an xlsx holds its own timestamps
+        assert fetch(s3, "atomic-out", f"out/result{suffix}") == (workspace / f"result{suffix}").read_bytes()
+
+
+def test_a_discarded_output_leaves_nothing_and_no_pending_upload(s3):
+    s3.bucket("atomic-discard")
+    output = AtomicOutput("s3://atomic-discard/out.csv")
+    handle = output.text(encoding="utf-8", newline="")
+    handle.write("user_id\n" + "u1\n" * 4_000_000)  # more than one part: an upload is under way
+    output.discard()
+    assert s3.keys("atomic-discard") == []
+    assert s3.client().list_multipart_uploads(Bucket="atomic-discard").get("Uploads", []) == []
+
+
+@pytest.fixture
+def bucket_users(workspace, s3):
+    s3.bucket("preflight")
+    users = workspace / "users.csv"
+    users.write_text("user_id,monthly_spend\nu1,10\nu2,20\n")
+    return upload(s3, users, "preflight", "users.csv")
+
+
+def limited_user(s3, name: str, actions: list[str]) -> dict[str, str]:
+    """An IAM user of the server allowed only `actions` on the bucket `preflight`: its key as env."""
+    iam = s3.iam()
+    iam.create_user(UserName=name)
+    if actions:
+        iam.put_user_policy(UserName=name, PolicyName="only", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": [
+                "arn:aws:s3:::preflight", "arn:aws:s3:::preflight/*"]}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+NO_CREDENTIALS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
+
+
+@pytest.mark.parametrize("case, source, output, expected", [
+    ("missing bucket", "s3://no-such-bucket/users.csv", "out.csv",
+     "s3://no-such-bucket/users.csv: no such bucket 'no-such-bucket'"),
+    ("missing key", "s3://preflight/missing.csv", "out.csv", "s3://preflight/missing.csv: no such file"),
+    ("output bucket missing", None, "s3://no-such-out-bucket/out.csv",
+     "s3://no-such-out-bucket/out.csv: no such bucket 'no-such-out-bucket'; nothing was sent"),
+    ("no credentials", None, "out.csv", "s3://preflight/users.csv: no credentials for s3://"),
+    ("access denied to the input", None, "out.csv",
+     "s3://preflight/users.csv: access denied (Forbidden); the credentials in use may not do this"),
+    ("access denied to the output", None, "s3://preflight/out/result.csv",
+     "s3://preflight/out/result.csv: access denied (Access Denied); the credentials in use may not do this; "
+     "nothing was sent"),
+])
+def test_bucket_problems_stop_with_one_line_before_any_request(workspace, emulator, s3, bucket_users, monkeypatch,
+                                                               case, source, output, expected):
+    env = {}
+    if case == "no credentials":
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            monkeypatch.delenv(name, raising=False)
+        env = NO_CREDENTIALS
+    elif case.startswith("access denied"):
+        env = limited_user(s3, case.replace(" ", "-"), ["s3:GetObject", "s3:ListBucket"] if "output" in case else [])
+    config = write_config(workspace / "config.json", emulator.url)
+    target = output if output.startswith("s3://") else str(workspace / output)
+    if env.get("AWS_ACCESS_KEY_ID"):
+        s3.enforce_auth(True)
+    try:
+        result = run_cli("card-recommendations", source or bucket_users, "-o", target, "--config", str(config), env=env)
+    finally:
+        s3.enforce_auth(False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("batchflows: error:")]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert len(errors) == 1 and errors[0].removeprefix("batchflows: error: ").startswith(expected), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert emulator.stats("cards")["total"] == 0
+    assert s3.keys("preflight") == ["users.csv"]  # no output, no probe left behind
