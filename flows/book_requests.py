@@ -40,6 +40,7 @@ from tasks.engine.params import (
 from tasks.engine.preflight import check_paths
 from tasks.engine.progress import publish_summary, summary_markdown
 from tasks.engine.run import default_work_dir, run_job_on_frame
+from tasks.engine.storage import local_dir
 from tasks.engine.tables import OutputWriter, read_chunks
 from tasks.samples.emulated import run_emulated
 
@@ -88,7 +89,7 @@ def check_addresses(requests: pd.DataFrame, reasons: dict[int, list[str]], job: 
     requests = requests.assign(address_key=keys.str[0])
     open_rows = ~requests.index.isin(list(reasons)) & (requests["address_key"] != "")  # no paid call for a rejected row
     wanted = requests.loc[open_rows, ["address_key", "address"]].drop_duplicates("address_key")
-    cache = LookupCache(Path(job.work_dir) / "cache" / "geocoding.sqlite", max_age_days=90)
+    cache = LookupCache(job.local_dir / "cache" / "geocoding.sqlite", max_age_days=90)
     figures = cached_lookup(job, wanted.rename(columns={"address_key": "key"}), cache, options)
     answers = cache.get(requests["address_key"].tolist())
     for i, (address, problem) in keys.items():
@@ -184,7 +185,7 @@ def book_requests(
     step = time.monotonic()
     valid = requests[~requests.index.isin(list(reasons))]
     pairs = duplicates_step(valid, history_path, dedupe_threshold, default_region,
-                            dedupe_model or str(out_dir / "dedupe_model.json"), str(Path(work_dir) / "dedupe"), encoding)
+                            dedupe_model or str(out_dir / "dedupe_model.json"), str(local_dir(work_dir) / "dedupe"), encoding)
     best = pairs[pairs["best"]].set_index("row")["reason"]
     for i, row in valid["_row"].items():
         if row in best.index:
@@ -198,7 +199,7 @@ def book_requests(
         provider = ApiSpec("messaging", messaging.base_url, rate_per_second=messaging.per_second,
                            secret_headers={"Authorization": messaging_key.bearer()}, retry=RetryPolicy(max_attempts=1))
         job = Job("book-messages", send_message, MESSAGE_COLUMNS, (provider,), work_dir, key_column="idempotency_key",
-                  hooks=OutboxHooks(Path(work_dir) / "outbox" / "messages.sqlite"))
+                  hooks=OutboxHooks(local_dir(work_dir) / "outbox" / "messages.sqlite"))
         _, messages = run_job_on_frame(job, messages, options)
         messages["status"] = messages["status"].replace({"ok": "sent"})
     else:

@@ -15,7 +15,6 @@ import functools
 import os
 import socket
 import uuid
-from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow
@@ -26,6 +25,7 @@ from tasks.engine.outcomes import Partial
 from tasks.engine.params import Cli, Help, OutputFile, Positive, Rate, Runner, Workers
 from tasks.engine.preflight import check_paths
 from tasks.engine.run import default_work_dir, run_job
+from tasks.engine.storage import local_dir
 from tasks.engine.tables import InputError
 from tasks.files.filetree import KnownFiles, entry_problem, stage_tree
 from tasks.files.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
@@ -107,12 +107,12 @@ def file_metadata(
         raise InputError(f"{root}: no such file or folder")
     check_paths(outputs=(output_path,))
     work_dir = default_work_dir()
-    listing = Path(work_dir) / "staged" / f"file-metadata-{uuid.uuid4().hex}.jsonl"
+    listing = local_dir(work_dir) / "staged" / f"file-metadata-{uuid.uuid4().hex}.jsonl"
     try:
         if not stage_tree(root, listing, tuple(include or ()), tuple(exclude or ())):
             raise InputError(f"{root}: no files" + (" matching --include/--exclude" if include or exclude else ""))
         sandbox = Sandbox("tasks.files.metadata:extract", timeout, memory_mb)
-        known = KnownFiles(Path(work_dir) / "cache" / "file-metadata.sqlite", VERSION, sandbox.fingerprint, record_fields)
+        known = KnownFiles(local_dir(work_dir) / "cache" / "file-metadata.sqlite", VERSION, sandbox.fingerprint, record_fields)
         handler = functools.partial(describe_file, limits=sandbox.fingerprint, flow_host=socket.gethostname())
         job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=VERSION,
                   column_types=COLUMN_TYPES, hooks=known, worker_check=functools.partial(tree_visible, root))

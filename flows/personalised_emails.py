@@ -50,6 +50,7 @@ from tasks.engine.params import (
 from tasks.engine.preflight import check_paths
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
+from tasks.engine.storage import local_dir
 from tasks.engine.tables import InputError, as_text, read_chunks
 from tasks.samples.emulated import run_emulated
 
@@ -195,7 +196,7 @@ def personalised_emails(
     searcher = ApiSpec("search", search.base_url, timeout=30, rate_per_second=search.per_second,
                        secret_headers={"X-API-KEY": search_key})
     research_job = Job("company-research", search_company, ("summary", "sources"), (searcher,), work_dir, "key")
-    cache = LookupCache(Path(work_dir) / "cache" / "company-research.sqlite", research_max_age_days)
+    cache = LookupCache(local_dir(work_dir) / "cache" / "company-research.sqlite", research_max_age_days)
     research = cached_lookup(research_job, companies, cache, options)
     logger.info(f"research: {research['keys']:,} companies, {research['cache_hits']:,} from the cache, "
                 f"{research['looked_up']:,} searched, {research['lookups_failed']:,} failed")

@@ -56,6 +56,7 @@ from tasks.engine.params import (
 from tasks.engine.preflight import check_paths
 from tasks.engine.ratelimit import FileLimits
 from tasks.engine.run import default_work_dir, run_job
+from tasks.engine.storage import local_dir
 from tasks.engine.tables import read_chunks
 from tasks.samples.emulated import run_emulated
 
@@ -193,7 +194,7 @@ def list_folder(drive: DriveSpec, folder_id: str, recursive: bool, listing: str,
     """Write the folder's PDFs (paged listing, sub-folders when asked) to `listing` as JSON lines;
     with `only`, just those file ids. Returns the number of files."""
     async def go() -> list[dict]:
-        client = drive.client(1, FileLimits(work_dir))
+        client = drive.client(1, FileLimits(str(local_dir(work_dir))))
         async with client:
             await client.check_folder(folder_id)
             files = await client.list_folder(folder_id, recursive=recursive)
@@ -267,7 +268,7 @@ def prescription_extraction(
     check_paths(inputs=[files] if files else (), outputs=(output_path,))
     key = anthropic.key("Anthropic API key")
     logger, work_dir = get_run_logger(), default_work_dir()
-    folder = Path(work_dir) / "prescriptions" / safe_name("folder", folder_id)
+    folder = local_dir(work_dir) / "prescriptions" / safe_name("folder", folder_id)
     drive = drive.spec()
     only = file_ids(files) if files else None
     name = "listing" if only is None else "listing-" + hashlib.sha256("\n".join(only).encode()).hexdigest()[:12]
@@ -289,13 +290,13 @@ def prescription_extraction(
     facts = {"folder": f"`{folder_id}`", "files listed": f"{listed:,}", "model": model, "mode": mode}
     common = {"key_column": "id", "work_dir": work_dir, "version": version, "ok_label": "success"}
     if mode == "realtime":
-        extracted = LookupCache(Path(work_dir) / "cache" / "prescriptions-extracted.sqlite")
+        extracted = LookupCache(local_dir(work_dir) / "cache" / "prescriptions-extracted.sqlite")
         job = Job("prescription-extraction", functools.partial(extract_file, **settings), RESULTS, (drive, llm),
                   totals=RESULTS[1:], column_types=COLUMN_TYPES,
                   hooks=RememberAnswers(extracted, functools.partial(file_key, version=version)), **common)
         figures = run_job(job, listing, output_path, dataclasses.replace(options, limit=limit), facts=facts)
     else:
-        batches = BatchSpec(llm, str(Path(work_dir) / "cache" / "message-batches.sqlite"), poll_seconds=poll_seconds)
+        batches = BatchSpec(llm, str(local_dir(work_dir) / "cache" / "message-batches.sqlite"), poll_seconds=poll_seconds)
         submit = Job("prescriptions-submit", functools.partial(submit_file, version=version, **settings),
                      ("batch_id",), (drive, batches), concurrency=chunk_size, **common)
         submitted = str(folder / f"{name}-submitted-{version}.jsonl")

@@ -1,10 +1,14 @@
 """Inputs, outputs and run state on object storage: a real S3-compatible server on loopback (moto's,
 tests/s3_server.py), the card emulator, the real flows and CLI."""
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
-from conftest import run_cli, write_config
+from conftest import kill_when, read_table, run_cli, write_config
 
 from flows.card_recommendations import card_recommendations
 from tasks.engine.storage import AtomicOutput
@@ -122,3 +126,37 @@ def test_bucket_problems_stop_with_one_line_before_any_request(workspace, emulat
     assert "Traceback" not in result.stderr
     assert emulator.stats("cards")["total"] == 0
     assert s3.keys("preflight") == ["users.csv"]  # no output, no probe left behind
+
+
+def test_a_killed_run_resumes_from_the_bucket_after_the_local_work_dir_is_gone(workspace, emulator, s3):
+    """A throwaway container: the work store in the bucket, the local disk deleted between the runs."""
+    s3.bucket("state")
+    users = workspace / "users.csv"
+    write_users(users, 1000)
+    source = upload(s3, users, "state", "in/users.csv")
+    config = write_config(workspace / "config.json", emulator.url, chunk_size=100, concurrency=20)
+    emulator.configure("cards", latency=0.2)
+    reference = run_cli("card-recommendations", str(users), "-o", str(workspace / "reference.csv"), "--config",
+                        str(config), env={"BATCHFLOWS_WORK_DIR": str(workspace / "reference-work")})
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    emulator.reset()
+    emulator.configure("cards", latency=0.2)
+    env = {"BATCHFLOWS_WORK_DIR": "s3://state/work", "BATCHFLOWS_LOCAL_DIR": str(workspace / "container-disk")}
+    command = [sys.executable, "-m", "flows.cli", "card-recommendations", source, "-o", "s3://state/out/cards.csv",
+               "--config", str(config)]
+    kill_when(command, lambda: emulator.stats("cards")["ok_keys"] >= 450, env=env)
+    done_before = emulator.stats("cards")["ok_keys"]
+    assert 450 <= done_before < 1000
+    assert "out/cards.csv" not in s3.keys("state", "out/")
+    assert s3.keys("state", "work/journals/")  # the journal is in the bucket
+    shutil.rmtree(workspace / "container-disk")  # the container is gone: staged chunks, local stores
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "chunks finished in an earlier run" in rerun.stdout + rerun.stderr
+    stats = emulator.stats("cards")
+    assert stats["ok_keys"] == 1000
+    assert len(stats["ok_repeated_keys"]) <= 100  # as on local disk: at most one chunk's requests in flight
+    (workspace / "resumed.csv").write_bytes(fetch(s3, "state", "out/cards.csv"))
+    pd.testing.assert_frame_equal(read_table(workspace / "resumed.csv"), read_table(workspace / "reference.csv"))
+    journals = s3.keys("state", "work/journals/")
+    assert len(journals) == 10  # one object per chunk once the chunks were read back (compacted)

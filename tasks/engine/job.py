@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from tasks.engine import storage
 from tasks.engine.outcomes import CallStats
 
 
@@ -91,7 +92,7 @@ class Job:
     handler: Handler
     result_columns: tuple[str, ...]
     resources: tuple[Any, ...]  # Resource
-    work_dir: str  # the flow side's: journals, staged chunks, stores (never read by a worker)
+    work_dir: str  # the flow side's: journals, staged chunks, stores (never read by a worker); may be a URL
     key_column: str | None = None
     version: str = "1"  # change when the same input should give a different answer (model, prompt ...)
     concurrency: int = 50  # rows in flight inside one chunk
@@ -109,8 +110,17 @@ class Job:
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
 
     @property
-    def journal_dir(self) -> Path:
+    def journal_dir(self) -> Path | str:
+        """Where the journals live: under the work dir, a folder or a URL (tasks/engine/storage.py)."""
+        if storage.is_url(self.work_dir):
+            return storage.join(self.work_dir, "journals", self.fingerprint)
         return Path(self.work_dir) / "journals" / self.fingerprint
+
+    @property
+    def local_dir(self) -> Path:
+        """What needs a local disk (staged chunks, rate-limit slots, SQLite stores): the work dir, or
+        for a work dir at a URL its local folder."""
+        return storage.local_dir(self.work_dir)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from tasks.engine import storage
 from tasks.engine.channel import ClusterChannel, LocalChannel
 from tasks.engine.chunk import ChunkReport, ChunkWork, process_chunk
 from tasks.engine.job import Job, Record, RowStatus, RunOptions
-from tasks.engine.journal import Journal, assemble_output, needs_work
+from tasks.engine.journal import Journal, assemble_output, needs_work, open_journal
 from tasks.engine.outcomes import CallStats, FatalError, MachineryError
 from tasks.engine.progress import (
     Progress,
@@ -204,7 +204,7 @@ def rows_done(journal: Journal, chunks: list[ChunkRef]) -> dict[int, int]:
 def open_channel(job: Job, chunks: list[ChunkRef], options: RunOptions, task_runner: Any) -> tuple[Any, Any]:
     """The channel chunks send their rows through, and the flow's end of it."""
     if not is_dask(options.runner):
-        channel = LocalChannel(job.work_dir)
+        channel = LocalChannel(str(job.local_dir))
         return channel, channel.inbox()
     run = f"{job.fingerprint}-{frame_digest(pd.DataFrame({'d': [c.digest for c in chunks]}))}"
     channel = ClusterChannel(run)
@@ -274,7 +274,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
     limits = [rate for resource in job.resources if (rate := getattr(resource, "row_rate_limit", None))]
     progress = Progress(job.name, total_rows, logger, projected_rows=full_rows or total_rows,
                         limit_per_second=min(limits, default=None))
-    journal = Journal(job)
+    journal = open_journal(job)
     tally = run_chunks(job, chunks, options, journal, progress)
     processed_at = time.monotonic()
     counts, reasons, sums = assemble_output(job, journal, chunks, output_path, tally.chunk_errors,
@@ -329,7 +329,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
 def run_job_on_frame(job: Job, frame: pd.DataFrame, options: RunOptions) -> tuple[dict[str, Any], pd.DataFrame]:
     """`run_job` over an in-memory table (written under the work dir, named by its content, so a
     rerun with the same rows resumes); returns the figures and the output rows in order."""
-    folder = Path(job.work_dir) / "frames" / job.name
+    folder = job.local_dir / "frames" / job.name
     folder.mkdir(parents=True, exist_ok=True)
     digest = frame_digest(frame)
     source, output = folder / f"{digest}.csv", folder / f"{digest}.out.jsonl"

@@ -13,6 +13,7 @@ import pandas as pd
 
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.runners import is_dask
+from tasks.engine.storage import name_of
 from tasks.engine.tables import as_text, count_rows, read_chunks
 
 MAX_CHUNKS = {"thread": 300, "dask": 100}  # a Prefect task costs ~50 ms here (server, result), Dask ~200 ms
@@ -64,7 +65,7 @@ def stage_input(job: Job, input_path: str | Path, options: RunOptions) -> list[C
     limit = options.limit
     estimate = count_rows(input_path)
     size = effective_chunk_size(options.chunk_size, min(estimate, limit or estimate), options.runner)
-    staged_dir = Path(job.work_dir) / "staged"
+    staged_dir = job.local_dir / "staged"  # derived from the input again by a rerun: never at a URL
     staged_dir.mkdir(parents=True, exist_ok=True)
     required = tuple(dict.fromkeys((*options.required, *((job.key_column,) if job.key_column else ()))))
     chunks, key_rows, key_hashes, seen = [], [], [], 0
@@ -87,7 +88,7 @@ def stage_input(job: Job, input_path: str | Path, options: RunOptions) -> list[C
             key_rows.append(frame["_row"].to_numpy()[usable.to_numpy()])
             key_hashes.append(pd.util.hash_array(keys[usable].to_numpy(dtype=object)))
         first_row = int(frame["_row"].iloc[0]) if len(frame) else 0
-        chunks.append(ChunkRef(len(chunks), first_row, len(frame), digest, str(path), source=Path(input_path).name))
+        chunks.append(ChunkRef(len(chunks), first_row, len(frame), digest, str(path), source=name_of(input_path)))
     if not key_rows:
         return chunks
     duplicates = find_duplicates(np.concatenate(key_rows), np.concatenate(key_hashes))

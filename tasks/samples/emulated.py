@@ -19,6 +19,7 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from tasks.engine.run import default_work_dir
+from tasks.engine.storage import join
 
 KEY_ENV = "BATCHFLOWS_EMULATOR_KEY"  # the emulators accept any key: this one is not a secret
 WHERE = ("base_url", "credentials", "key_env", "key_block")  # what an emulated endpoint replaces
@@ -45,7 +46,7 @@ def run_emulated(flow, params: dict[str, Any]) -> Any:
              for field in WHERE if getattr(value, field, None) != getattr(defaults[name].default, field, None)]
     if given:
         raise ValueError(f"emulate=true points the APIs at local emulators; do not also give {', '.join(given)}")
-    work_dir = str(Path(default_work_dir()) / "emulated")
+    work_dir = join(default_work_dir(), "emulated")
     settings = sample.emulators(params)
     logger = get_run_logger()
     with set_environment({"BATCHFLOWS_WORK_DIR": work_dir, KEY_ENV: "emulator"}), \
