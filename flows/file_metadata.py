@@ -7,9 +7,15 @@ chunk sending its files to killable parser processes (tasks/files/sandbox.py run
 Output, one row per walked entry in walk order: path, path_b64 (the name's exact bytes), size, mtime,
 format, mime, parser, the common fields, metadata_json, elapsed_ms, status (ok / unsupported /
 failed / timeout) and error. A rerun parses only the files whose (path, size, mtime) changed.
+
+The root may be a bucket prefix (s3://bucket/prefix, gs://...): the objects are listed lazily
+(tasks/files/objects.py), each row has the object's ETag too (a rerun parses only the objects whose
+(key, size, ETag) changed), and each object is fetched into a temporary file on the worker that
+parses it, whole up to `max_download_mb`, else only its two ends (a ranged read each).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import os
@@ -20,15 +26,16 @@ from typing import Annotated, Any
 from prefect import flow
 from pydantic import Field
 
+from tasks.engine import storage
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.outcomes import Partial
 from tasks.engine.params import Cli, Help, OutputFile, Positive, Rate, Runner, Workers
 from tasks.engine.preflight import check_paths
 from tasks.engine.run import default_work_dir, run_job
-from tasks.engine.storage import local_dir
 from tasks.engine.tables import InputError
 from tasks.files.filetree import KnownFiles, entry_problem, stage_tree
 from tasks.files.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
+from tasks.files.objects import fetch_object, prefix_visible, stage_objects
 from tasks.files.sandbox import DEPTH, Answer, Sandbox, stop_idle_children
 
 RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
@@ -61,19 +68,36 @@ def not_here(path: bytes, reason: str, flow_host: str) -> str:
             f"mount it at the same path on every worker)")
 
 
-async def describe_file(row: dict[str, Any], clients: dict[str, Any], *, limits: str, flow_host: str) -> dict[str, Any] | Partial:
+async def describe_file(row: dict[str, Any], clients: dict[str, Any], *, limits: str, flow_host: str,
+                        download_cap: int = 0) -> dict[str, Any] | Partial:
     """Chunk-engine handler for one walked entry: a parse in the sandbox (the flow answers entries
-    known from an earlier run itself). `_limits` in the result tells the flow to remember it."""
+    known from an earlier run itself). `_limits` in the result tells the flow to remember it. An
+    object of a bucket is parsed from a temporary copy (whole up to `download_cap` bytes)."""
     path = base64.b64decode(row["path_b64"])
-    problem = entry_problem(path)
-    if problem:
-        return Partial(dict.fromkeys(RESULT_COLUMNS), not_here(path, problem[1], flow_host), problem[0])
-    answer = await clients["parser"].call(os.fsdecode(path))
+    note, remote = "", storage.is_url(os.fsdecode(path))
+    if remote:
+        try:
+            copy = await asyncio.to_thread(fetch_object, os.fsdecode(path), int(row["size"]), download_cap)
+        except storage.StorageError as error:
+            return Partial(dict.fromkeys(RESULT_COLUMNS), str(error), "failed")
+        local, note = copy.path, copy.note
+    else:
+        problem = entry_problem(path)
+        if problem:
+            return Partial(dict.fromkeys(RESULT_COLUMNS), not_here(path, problem[1], flow_host), problem[0])
+        local = os.fsdecode(path)
+    try:
+        answer = await clients["parser"].call(local)
+    finally:
+        if remote:
+            os.unlink(local)
     fields = record_fields(outcome_of(answer))
-    result = {**fields["result"], "_limits": limits if answer.problem in LIMITED else ""}
-    if fields["status"] == "ok" and not fields["error"]:
+    error = "; ".join(text for text in (note, fields["error"]) if text)
+    limited = answer.problem in LIMITED or note  # a partial read counts only under the same download cap
+    result = {**fields["result"], "_limits": f"{limits} {download_cap if note else ''}".strip() if limited else ""}
+    if fields["status"] == "ok" and not error:
         return result
-    return Partial(result, fields["error"], fields["status"])  # ok with a parser's note, or not ok
+    return Partial(result, error, fields["status"])  # ok with a parser's note, or not ok
 
 
 def tree_visible(root: str) -> str:
@@ -89,7 +113,8 @@ Patterns = Annotated[list[str] | None, Help("shell patterns, case-insensitive, o
 
 @flow(name="file-metadata")
 def file_metadata(
-    root: Annotated[str, Field(min_length=1), Help("folder to walk (or one file)"), Cli(positional=True)],
+    root: Annotated[str, Field(min_length=1), Help("folder to walk (or one file), or a bucket prefix: s3://bucket/prefix"),
+                    Cli(positional=True)],
     output_path: OutputFile,
     include: Patterns = None,
     exclude: Patterns = None,
@@ -101,21 +126,27 @@ def file_metadata(
     concurrency: Annotated[Positive | None, Help("parser processes for the whole run (default: CPU count; at least "
                                                  "one per chunk running at once)")] = None,
     chunk_size: Annotated[Positive, Help("files per Prefect task")] = 1000,
+    max_download_mb: Annotated[Positive, Help("a bucket's objects up to this size are fetched whole to be parsed; "
+                                              "of larger ones only the first and last MiB")] = 256,
 ) -> dict[str, Any]:
     """Describe every file under `root`; returns the run's figures."""
-    if not os.path.lexists(root):
+    remote = storage.is_url(root)
+    if not remote and not os.path.lexists(root):
         raise InputError(f"{root}: no such file or folder")
     check_paths(outputs=(output_path,))
     work_dir = default_work_dir()
-    listing = local_dir(work_dir) / "staged" / f"file-metadata-{uuid.uuid4().hex}.jsonl"
+    listing = storage.local_dir(work_dir) / "staged" / f"file-metadata-{uuid.uuid4().hex}.jsonl"
     try:
-        if not stage_tree(root, listing, tuple(include or ()), tuple(exclude or ())):
+        stage = stage_objects if remote else stage_tree
+        if not stage(root, listing, tuple(include or ()), tuple(exclude or ())):
             raise InputError(f"{root}: no files" + (" matching --include/--exclude" if include or exclude else ""))
         sandbox = Sandbox("tasks.files.metadata:extract", timeout, memory_mb)
-        known = KnownFiles(local_dir(work_dir) / "cache" / "file-metadata.sqlite", VERSION, sandbox.fingerprint, record_fields)
-        handler = functools.partial(describe_file, limits=sandbox.fingerprint, flow_host=socket.gethostname())
+        known = KnownFiles(storage.local_dir(work_dir) / "cache" / "file-metadata.sqlite", VERSION, sandbox.fingerprint, record_fields)
+        handler = functools.partial(describe_file, limits=sandbox.fingerprint, flow_host=socket.gethostname(),
+                                    download_cap=max_download_mb << 20)
         job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=VERSION,
-                  column_types=COLUMN_TYPES, hooks=known, worker_check=functools.partial(tree_visible, root))
+                  column_types=COLUMN_TYPES, hooks=known,
+                  worker_check=functools.partial(prefix_visible if remote else tree_visible, root))
         processes = concurrency or os.cpu_count() or 2
         facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",
                  "concurrency": f"{processes} parser processes, at least one per chunk running at once"}

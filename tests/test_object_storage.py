@@ -160,3 +160,64 @@ def test_a_killed_run_resumes_from_the_bucket_after_the_local_work_dir_is_gone(w
     pd.testing.assert_frame_equal(read_table(workspace / "resumed.csv"), read_table(workspace / "reference.csv"))
     journals = s3.keys("state", "work/journals/")
     assert len(journals) == 10  # one object per chunk once the chunks were read back (compacted)
+
+
+COMPARED = ["size", "status", "format", "mime", "parser", "width", "height", "duration_s", "sample_rate", "channels",
+            "frame_rate", "codec", "page_count", "title", "author"]
+
+
+def media_tree(root):
+    """Real files of every generated kind, formats no library here writes, an empty file and noise."""
+    from test_file_metadata import MADE, mixed_tree
+
+    from tasks.samples import files as samples
+
+    mixed_tree(root / "mixed", files=len(samples.GENERATORS) * 2)
+    (root / "made").mkdir()
+    for name, (_, write) in MADE.items():
+        write(root / "made" / name)
+    (root / "empty.mp4").write_bytes(b"")
+    samples.write_random(root / "noise.mp4")
+    samples.write_wav(root / "long.wav", seconds=200)  # 3.2 MB: over a 1 MB download cap
+
+
+def by_relative_path(frame, root: str):
+    frame = frame.assign(path=frame.path.str.removeprefix(root)).set_index("path").sort_index()
+    return frame[COMPARED]
+
+
+def test_file_metadata_of_a_bucket_prefix_equals_the_same_tree_on_disk(workspace, s3, monkeypatch):
+    from test_file_metadata import read_output
+
+    from flows.file_metadata import file_metadata
+
+    root = workspace / "tree"
+    media_tree(root)
+    s3.bucket("media")
+    s3.client().put_object(Bucket="media", Key="elsewhere/not-listed.png", Body=b"\x89PNG")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        upload(s3, path, "media", f"collection/{path.relative_to(root)}")
+    local = file_metadata(str(root), str(workspace / "local.jsonl"), chunk_size=10)
+    remote = file_metadata("s3://media/collection", "s3://media/out/metadata.jsonl", chunk_size=10)
+    assert remote["rows"] == local["rows"] == len(list(p for p in root.rglob("*") if p.is_file()))
+    (workspace / "remote.jsonl").write_bytes(fetch(s3, "media", "out/metadata.jsonl"))
+    on_disk, in_bucket = read_output(workspace / "local.jsonl"), read_output(workspace / "remote.jsonl")
+    assert in_bucket.etag.str.len().min() > 2  # every object's ETag, the key of a rerun
+    pd.testing.assert_frame_equal(by_relative_path(in_bucket, "s3://media/collection/"),
+                                  by_relative_path(on_disk, f"{root}/"))
+
+    again = file_metadata("s3://media/collection", "s3://media/out/metadata.jsonl", chunk_size=10)
+    assert again["requests"] == 0  # every (key, size, ETag) known: nothing fetched or parsed again
+    body = bytearray((root / "made" / "wide.psd").read_bytes())
+    body[-1] ^= 0xFF  # the same key and size, another body: only the ETag tells
+    s3.client().put_object(Bucket="media", Key="collection/made/wide.psd", Body=bytes(body))
+    changed = file_metadata("s3://media/collection", "s3://media/out/metadata.jsonl", chunk_size=10)
+    assert changed["requests"] == 1
+
+    monkeypatch.setenv("BATCHFLOWS_WORK_DIR", str(workspace / "fresh-work"))  # no earlier outcomes to reuse
+    capped = file_metadata("s3://media/collection", str(workspace / "capped.jsonl"), include=["long.wav"],
+                           max_download_mb=1)
+    row = read_output(workspace / "capped.jsonl").iloc[0]
+    whole = on_disk.set_index("path").loc[f"{root}/long.wav"]
+    assert capped["requests"] == 1 and row.status == "ok" and row.duration_s == whole.duration_s == 200.0
+    assert row.error.startswith("partial read: the object is larger than the download cap (1,048,576 bytes)")

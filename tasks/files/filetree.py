@@ -110,10 +110,16 @@ def entry_problem(path: bytes) -> tuple[str, str] | None:
     return None
 
 
+def changed_when(row: dict[str, Any]) -> str | None:
+    """What tells a changed file with the same size: its mtime, and a bucket object's ETag too."""
+    etag = row.get("etag")
+    return f"{row['mtime']} {etag}" if isinstance(etag, str) and etag else row["mtime"]
+
+
 class KnownFiles(SqliteStore):
     """The outcome of each file from earlier runs, keyed by its exact path, on the flow side (the
     engine's `RowHooks`): a walked entry whose size, mtime and extractor version are unchanged is
-    answered from here and never sent to a worker; an outcome the limits caused (timeout, memory
+    answered from here and never sent to a worker (an object's ETag counts too); an outcome the limits caused (timeout, memory
     cap) counts only under the same limits. New outcomes are written in batches, one commit per
     take of finished rows."""
 
@@ -134,7 +140,7 @@ class KnownFiles(SqliteStore):
     def prepare(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         send, known = [], []
         for row in rows:
-            outcome = self._get(base64.b64decode(row["path_b64"]), int(row["size"]), row["mtime"])
+            outcome = self._get(base64.b64decode(row["path_b64"]), int(row["size"]), changed_when(row))
             if outcome is None:
                 send.append(row)
             else:
@@ -146,7 +152,7 @@ class KnownFiles(SqliteStore):
         if "_limits" in result:  # a parse, not a problem with the entry itself
             outcome = {**{k: v for k, v in result.items() if k != "_limits"}, "status": record["status"],
                        "error": record["error"]}
-            self.pending.append((base64.b64decode(row["path_b64"]), int(row["size"]), row["mtime"], self.version,
+            self.pending.append((base64.b64decode(row["path_b64"]), int(row["size"]), changed_when(row), self.version,
                                  result["_limits"], zlib.compress(json.dumps(outcome).encode())))
 
     def flush(self) -> None:
