@@ -303,7 +303,21 @@ class OutputWriter:
         if self._parquet is None:
             schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
             self._parquet = pq.ParquetWriter(self.tmp, schema)
-        self._parquet.write_table(table.cast(self._parquet.schema))
+        try:
+            self._parquet.write_table(table.cast(self._parquet.schema))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise ValueError(self._type_change(table)) from None
+
+    def _type_change(self, table) -> str:
+        """Which column's values no longer fit the type the file's first rows gave it."""
+        for field in self._parquet.schema:
+            try:
+                table.column(field.name).cast(field.type)
+            except (ValueError, NotImplementedError) as error:  # pyarrow's errors derive from these
+                return (f"{self.path}: column {field.name} held {field.type} values in the first rows, then "
+                        f"{table.schema.field(field.name).type} ({error}); write .csv or .jsonl output "
+                        "(a rerun does not send the finished rows again)")
+        return f"{self.path}: the columns changed between rows: {table.schema} after {self._parquet.schema}"
 
     def _write_xlsx(self, frame: pd.DataFrame) -> None:
         from openpyxl import Workbook

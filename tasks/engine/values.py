@@ -164,8 +164,12 @@ def arrow_ready(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         kind = pd.api.types.infer_dtype(frame[name], skipna=True)
         if kind in NUMBER_TYPES:
-            frame[name] = pd.array(frame[name].tolist(), dtype=NUMBER_TYPES[kind])
-        elif kind not in ("string", "empty"):
+            try:
+                frame[name] = pd.array(frame[name].tolist(), dtype=NUMBER_TYPES[kind])
+                continue
+            except (OverflowError, TypeError, ValueError):  # whole numbers past 64 bits: text
+                pass
+        if kind not in ("string", "empty"):
             frame[name] = frame[name].map(_text_or_none)
     return frame
 

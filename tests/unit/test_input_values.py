@@ -170,3 +170,20 @@ def test_typed_input_is_written_back_with_ints_as_ints(tmp_path, suffix):
         assert back.visits.tolist() == ["3", "", str(2**53 + 1)]
         assert back.tags.tolist() == ['["fuel", "travel"]', "[]", ""]
         assert back.signed_up[0] == "2024-03-01T04:30:00-05:00" and back.prefs[0] == '{"email": true}'
+
+
+def test_a_parquet_output_column_that_changes_type_is_named(tmp_path):
+    source = tmp_path / "users.jsonl"
+    source.write_text('{"id": 1, "big": 123456789012345678901234567890}\n{"id": 2, "big": null}\n'
+                      '{"id": "three", "big": null}\n')
+    chunks = [c.drop(columns=["_row", "_input_error"]) for c in read_chunks(source, 2)]
+    writer = OutputWriter(tmp_path / "big.parquet")
+    writer.write(chunks[0])
+    writer.close()
+    assert pq.read_table(tmp_path / "big.parquet").to_pylist() == [  # past 64 bits: text, every digit
+        {"id": 1, "big": "123456789012345678901234567890"}, {"id": 2, "big": None}]
+    writer = OutputWriter(tmp_path / "out.parquet")
+    writer.write(chunks[0])
+    with pytest.raises(ValueError, match=r"out.parquet: column id held int64 values in the first rows, then string "
+                                         r"\(.*'three'.*\); write .csv or .jsonl output"):
+        writer.write(chunks[1])
