@@ -23,6 +23,7 @@ from tasks.engine.values import (
     arrow_column,
     arrow_ready,
     cell_text,
+    json_lines,
     json_value,
     text_ready,
 )
@@ -291,9 +292,7 @@ class OutputWriter:
     def _write_jsonl(self, frame: pd.DataFrame) -> None:
         if self._handle is None:
             self._handle = open(self.tmp, "w", encoding="utf-8")
-        if len(frame):  # pandas 3 ends `lines=True` output with a newline, older versions do not
-            text = frame.to_json(orient="records", lines=True, force_ascii=False)
-            self._handle.write(text if text.endswith("\n") else text + "\n")
+        self._handle.write(json_lines(frame))
 
     def _write_parquet(self, frame: pd.DataFrame) -> None:
         import pyarrow as pa

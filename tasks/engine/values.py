@@ -81,7 +81,24 @@ def _is_plain(kind: pa.DataType) -> bool:
             or pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
-def arrow_column(column: pa.Array | pa.ChunkedArray) -> tuple[Any, dict[int, str]]:
+def _is_json(kind: pa.DataType) -> bool:
+    """Types whose Python values (`to_pylist`) are JSON values already: nothing to convert."""
+    if pa.types.is_floating(kind):
+        return False  # NaN and infinity are not
+    if _is_plain(kind) or pa.types.is_null(kind):
+        return True
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _is_json(kind.value_type)
+    if pa.types.is_struct(kind):
+        return all(_is_json(kind.field(i).type) for i in range(kind.num_fields))
+    return False
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def arrow_column(column: pa.Array) -> tuple[Any, dict[int, str]]:
     """A parquet column as pandas-ready values and {row index: why that value has no JSON form}.
 
     Columns of plain types without nulls stay typed (numpy ints and floats, strings); the others
@@ -91,6 +108,11 @@ def arrow_column(column: pa.Array | pa.ChunkedArray) -> tuple[Any, dict[int, str
         values = column.to_pandas()
         if not pa.types.is_floating(kind) or np.isfinite(values.to_numpy()).all():
             return values, {}
+    if pa.types.is_timestamp(kind) and kind.unit == "ns":
+        try:  # whole microseconds: Python datetimes, much faster than pandas' Timestamps
+            column = column.cast(pa.timestamp("us", tz=kind.tz))
+        except pa.ArrowInvalid:
+            pass  # nanoseconds: Timestamps keep them
     problems: dict[int, str] = {}
     try:
         items = column.to_pylist(maps_as_pydicts="strict")
@@ -103,8 +125,10 @@ def arrow_column(column: pa.Array | pa.ChunkedArray) -> tuple[Any, dict[int, str
                 items.append(None)
                 repeated = re.search(r"duplicate key was (.+?)\)?\.?$", str(error.args[0]))
                 problems[index] = f"a map with a repeated key ({repeated.group(1) if repeated else error})"
-    if _is_plain(kind) and not pa.types.is_floating(kind):  # nulls only: already JSON-able
+    if _is_json(kind):
         return pd.Series(items, dtype=object), problems
+    if pa.types.is_temporal(kind) and not pa.types.is_duration(kind) and not pa.types.is_interval(kind):
+        return pd.Series([_iso(item) for item in items], dtype=object), problems
     values = []
     for index, item in enumerate(items):
         try:
@@ -113,6 +137,24 @@ def arrow_column(column: pa.Array | pa.ChunkedArray) -> tuple[Any, dict[int, str
             values.append(None)
             problems[index] = str(error)
     return pd.Series(values, dtype=object), problems
+
+
+def json_lines(frame: pd.DataFrame) -> str:
+    """The frame as JSON lines, floats with every digit (pandas' `to_json` keeps 10 decimals:
+    1e-12 would become 0.0); a value that has no JSON form (infinity) is written as text."""
+    columns = list(frame.columns)
+    return "".join(json.dumps(dict(zip(columns, map(_output_json, values))), ensure_ascii=False,
+                              separators=(",", ":")) + "\n"
+                   for values in frame.itertuples(index=False, name=None))
+
+
+def _output_json(value: Any) -> Any:
+    if value is None or type(value) in (str, int, bool):
+        return value
+    try:
+        return json_value(value)
+    except UnmappableValue:
+        return str(value)
 
 
 def plain_float(value: float) -> str:

@@ -143,6 +143,12 @@ def test_floats_are_written_positional_with_every_digit(tmp_path):
         "id,cost_usd,mixed", "a,0.0000336,0.0000042", "b,,text", "c,0.00000015,"]
     back = pd.read_csv(tmp_path / "out.csv")
     assert back.cost_usd[0] == 3.36e-05 and back.cost_usd[2] == 1.5e-07  # not one digit lost
+    exact = [1e-12, 0.1234567890123, 2.0**60 + 2**8, float("nan")]
+    writer = OutputWriter(tmp_path / "out.jsonl")
+    writer.write(pd.DataFrame({"value": exact}))
+    writer.close()
+    assert [json.loads(line)["value"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == \
+        [*exact[:3], None]  # pandas' own JSON would give 0.0, 0.123456789 and 1.152921505e+18
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl", ".xlsx"])
