@@ -42,7 +42,7 @@ class Merge:
         return self.first_row <= row <= self.last_row and self.first_col <= col <= self.last_col
 
 
-def cell_text(value: Any) -> str:
+def sheet_text(value: Any) -> str:
     """A sheet cell as the text a CSV export would give: whole numbers without `.0`, floats in
     positional notation, dates in ISO 8601."""
     if value is None:
@@ -56,22 +56,21 @@ def cell_text(value: Any) -> str:
 
 def _filled(cells: Sequence) -> list[int]:
     """1-based columns of the cells that hold a value."""
-    return [col for col, value in enumerate(cells, start=1) if cell_text(value).strip()]
+    return [col for col, value in enumerate(cells, start=1) if sheet_text(value).strip()]
 
 
 def sheet_merges(book: Any, sheet: Any) -> list[Merge]:
     """The sheet's merged ranges, read from its XML in one streamed pass (read-only mode does not
     parse them; they follow the sheet's rows)."""
-    merges, tail = [], b""
+    refs, tail = [], b""
     with book._archive.open(sheet._worksheet_path) as xml:  # openpyxl's read-only sheet source
         while block := xml.read(1 << 20):
             text = tail + block
-            end = text.rfind(b"<")  # a tag cut by the block boundary is searched with the next block
-            for ref in _MERGE.findall(text, 0, end if end > 0 else len(text)):
-                first_col, first_row, last_col, last_row = range_boundaries(ref.decode())
-                merges.append(Merge(first_col, first_row, last_col, last_row))
-            tail = text[end:] if end > 0 else b""
-    return merges
+            end = text.rfind(b"<")  # the last tag may be cut by the block's end: searched with the next
+            end = len(text) if end < 0 else end
+            refs += _MERGE.findall(text, 0, end)
+            tail = text[end:]
+    return [Merge(*range_boundaries(ref.decode())) for ref in refs + _MERGE.findall(tail)]
 
 
 class SheetHeader:
@@ -81,16 +80,16 @@ class SheetHeader:
         self.path, self.sheet, self.row = path, sheet.title, index + 1  # 1-based sheet row
         cells = top[index]
         width = max([0, *_filled(cells), *(max(_filled(r), default=0) for r in below)])
-        blanks = [col for col in range(1, width + 1) if col > len(cells) or not cell_text(cells[col - 1]).strip()]
+        blanks = [col for col in range(1, width + 1) if col > len(cells) or not sheet_text(cells[col - 1]).strip()]
         merges = [m for m in sheet_merges(book, sheet) if m.first_row <= self.row <= m.last_row] if blanks else []
         width = max([width, *(m.last_col for m in merges)])
         names = []
         for col in range(1, width + 1):
-            value = cell_text(cells[col - 1]).strip() if col <= len(cells) else ""
+            value = sheet_text(cells[col - 1]).strip() if col <= len(cells) else ""
             merge = next((m for m in merges if m.covers(self.row, col)), None) if not value else None
             if merge is not None:
                 corner = top[merge.first_row - 1]
-                base = cell_text(corner[merge.first_col - 1]).strip() if merge.first_col <= len(corner) else ""
+                base = sheet_text(corner[merge.first_col - 1]).strip() if merge.first_col <= len(corner) else ""
                 value = base if not base or col == merge.first_col else f"{base}_{col - merge.first_col + 1}"
             names.append(value or f"column_{col}")
         self.names = unique_names(path, names, f" sheet {self.sheet!r}")
@@ -106,7 +105,7 @@ class SheetHeader:
             cell = f"{get_column_letter(extra[0])}{sheet_row}"
             error = (f"{self.where(number, sheet_row)}: cell {cell} has a value but column "
                      f"{get_column_letter(extra[0])} has no header (row {self.row}); give it one")
-        texts = [cell_text(value) for value in cells[:len(self.names)]]
+        texts = [sheet_text(value) for value in cells[:len(self.names)]]
         return dict(zip(self.names, texts + [""] * (len(self.names) - len(texts)))), error
 
 
@@ -117,7 +116,7 @@ def _header_index(top: list[Sequence], required: tuple[str, ...]) -> int | None:
         most = max(counts, default=0)
         return next((i for i, n in enumerate(counts) if n and n * 2 >= most), None)
     for index, cells in enumerate(top):
-        texts = {cell_text(value).strip() for value in cells}
+        texts = {sheet_text(value).strip() for value in cells}
         if all(name in texts for name in required):
             return index
     return None
@@ -142,7 +141,7 @@ def xlsx_rows(path: Path, required: tuple[str, ...], sheet: str | None = None) -
             likely = _header_index(top, ())
             if likely is not None:
                 cells = top[likely][:max(_filled(top[likely]))]
-                headers_found[ws.title] = f"row {likely + 1}: {[cell_text(v).strip() for v in cells]}"
+                headers_found[ws.title] = f"row {likely + 1}: {[sheet_text(v).strip() for v in cells]}"
             index = _header_index(top, required)
             if index is None:
                 continue

@@ -99,3 +99,17 @@ def test_merged_names_that_repeat_a_column_are_an_error_not_a_silent_overwrite(t
     book.save(path)
     with pytest.raises(InputError, match="sheet 'Sheet': column 'Address_2' appears twice in the header"):
         rows_of(path, required=("user_id",))
+
+
+def test_merges_are_found_after_megabytes_of_rows(tmp_path):
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["user_id", "Address", None])
+    sheet.merge_cells("B1:C1")  # written after the rows, past the first 1 MiB block of the sheet's XML
+    for n in range(40_000):
+        sheet.append([f"u{n}", f"{n} Main St", "Austin"])
+    path = tmp_path / "big.xlsx"
+    book.save(path)
+    frame = pd.concat(list(read_chunks(path, 50_000, required=("user_id",))), ignore_index=True)
+    assert list(frame.columns)[:3] == ["user_id", "Address", "Address_2"]
+    assert len(frame) == 40_000 and frame.Address_2.eq("Austin").all()
