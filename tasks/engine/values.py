@@ -1,5 +1,6 @@
 """Cell values both ways: input values (parquet columns, JSON lines) as plain JSON-able Python values
-for the row handlers, and output values as text for the text formats (CSV, xlsx).
+for the row handlers, and output values in the form each output format needs (text cells for CSV
+and xlsx, typed columns for parquet, exact JSON lines).
 
 Input mapping (one place, `json_value`): timestamps -> ISO 8601 strings (with their offset when
 tz-aware), dates and times -> ISO strings, durations -> ISO 8601 durations, lists/arrays -> lists,
@@ -20,6 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+TEXT_KINDS = {"string", "empty", "integer", "boolean"}  # pandas' infer_dtype kinds a text cell takes as they are
+NUMBER_TYPES = {"integer": "Int64", "boolean": "boolean", "floating": "Float64", "mixed-integer-float": "Float64"}
 
 
 class UnmappableValue(ValueError):
@@ -104,6 +108,9 @@ def arrow_column(column: pa.Array) -> tuple[Any, dict[int, str]]:
     Columns of plain types without nulls stay typed (numpy ints and floats, strings); the others
     become Python objects (an int column with nulls: ints and None, never floats)."""
     kind = column.type
+    if pa.types.is_floating(kind) and kind.bit_width < 64:  # 1e-07 as float32 is 1.0000000116860974e-07
+        shortest = column.to_numpy(zero_copy_only=False).astype(str).astype(np.float64)  # float32's own digits
+        column, kind = pa.array(shortest, mask=column.is_null().to_numpy(zero_copy_only=False)), pa.float64()
     if _is_plain(kind) and column.null_count == 0:
         values = column.to_pandas()
         if not pa.types.is_floating(kind) or np.isfinite(values.to_numpy()).all():
@@ -194,8 +201,6 @@ def text_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return frame if out is None else out
 
 
-TEXT_KINDS = {"string", "empty", "integer", "boolean"}  # infer_dtype's kinds with nothing to convert
-
 
 def arrow_ready(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame for parquet: object columns of ints (with None) as Int64, of bools as boolean, of
@@ -215,8 +220,6 @@ def arrow_ready(frame: pd.DataFrame) -> pd.DataFrame:
             frame[name] = frame[name].map(_text_or_none)
     return frame
 
-
-NUMBER_TYPES = {"integer": "Int64", "boolean": "boolean", "floating": "Float64", "mixed-integer-float": "Float64"}
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -41,6 +41,7 @@ def typed_table() -> pa.Table:
         "visits": pa.array([3, None, 2**53 + 1], pa.int64()),
         "count": pa.array([1, 2, 3], pa.int32()),
         "ratio": pa.array([0.5, None, float("nan")]),
+        "weight": pa.array([1e-7, 0.1, None], pa.float32()),  # float32's own digits, not 1.0000000116860974e-07
         "active": pa.array([True, None, False]),
         "span": pa.array([dt.timedelta(seconds=90), None, dt.timedelta(days=1)], pa.duration("s")),
         "prefs": pa.array([[("email", True)], None, []], pa.map_(pa.string(), pa.bool_())),
@@ -56,11 +57,11 @@ def test_parquet_types_become_plain_json_values(tmp_path):
         "born": "1990-01-02", "tags": ["fuel", "travel"],
         "address": {"city": "Austin", "zip": "73301", "geo": {"lat": 30.27, "when": "2020-01-01"}},
         "limit": 1234.5, "big": "12345678901234567.89", "whole": 42, "visits": 3, "count": 1, "ratio": 0.5,
-        "active": True, "span": "P0DT0H1M30S", "prefs": {"email": True}, "_row": 1, "_input_error": ""}
+        "weight": 1e-07, "active": True, "span": "P0DT0H1M30S", "prefs": {"email": True}, "_row": 1, "_input_error": ""}
     assert rows[1] == {
         "user_id": "u2", "signed_up": None, "seen": "2024-01-02T00:00:00", "born": None, "tags": [],
         "address": {"city": "Boston", "zip": None, "geo": None}, "limit": 0.1, "big": 1.0, "whole": None,
-        "visits": None, "count": 2, "ratio": None, "active": None, "span": None, "prefs": None,
+        "visits": None, "count": 2, "ratio": None, "weight": 0.1, "active": None, "span": None, "prefs": None,
         "_row": 2, "_input_error": ""}
     assert rows[2]["signed_up"] == "2024-07-01T08:00:00.123456-04:00"  # summer time: the zone's own offset
     assert rows[2]["visits"] == 2**53 + 1 and type(rows[2]["visits"]) is int  # not a float, not rounded

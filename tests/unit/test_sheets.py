@@ -113,3 +113,18 @@ def test_merges_are_found_after_megabytes_of_rows(tmp_path):
     frame = pd.concat(list(read_chunks(path, 50_000, required=("user_id",))), ignore_index=True)
     assert list(frame.columns)[:3] == ["user_id", "Address", "Address_2"]
     assert len(frame) == 40_000 and frame.Address_2.eq("Austin").all()
+
+
+def test_a_merge_past_the_last_column_with_data_in_the_first_rows_is_named(tmp_path):
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["user_id", "Phones"])
+    sheet.merge_cells("B1:C1")
+    for n in range(30):
+        sheet.append([f"u{n}", f"555-01{n:02d}"])
+    sheet.append(["u30", "555-0130", "555-0199"])  # the merge's second column is used only here
+    path = tmp_path / "users.xlsx"
+    book.save(path)
+    frame = rows_of(path, required=("user_id",))
+    assert list(frame.columns)[:3] == ["user_id", "Phones", "Phones_2"]
+    assert frame.Phones_2.tolist()[-2:] == ["", "555-0199"] and (frame._input_error == "").all()
