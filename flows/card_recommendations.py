@@ -101,12 +101,11 @@ class CardConfig(BaseModel):
 
 
 def user_profile(row: dict[str, Any]) -> dict[str, Any]:
-    """The request body: every non-empty column, numbers as numbers (a bad number fails the row)."""
+    """The request body: every non-empty column, numbers as numbers (a bad number fails the row);
+    the engine's own fields (`_retry`) are not sent."""
     body = {}
     for name, value in row.items():
-        if hasattr(value, "item"):  # numpy scalars from parquet input
-            value = value.item()
-        if as_text(value) == "":
+        if name.startswith("_") or as_text(value) == "":
             continue
         if name in NUMBER_COLUMNS and not isinstance(value, (int, float)):
             try:

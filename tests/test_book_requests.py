@@ -33,7 +33,7 @@ def test_every_request_once_with_its_reasons_and_one_message_per_accepted(books,
     assert "invalid address: address too long (5,199 characters, at most 500)" in " ".join(rejected.reasons)
     assert "invalid address: empty address" in " ".join(rejected.reasons)
     assert "address not found" in " ".join(rejected.reasons)
-    assert any("row 201" in text and "column name: bytes that are not valid utf-8" in text for text in reason.values())
+    assert any("row 201" in text and "column name: not UTF-8 (byte 0xe9" in text for text in reason.values())
     # duplicates: each flagged row's match is the same person (labels from the generator)
     entity_of_request = dict(zip(history.request_id, history.entity))
     flagged = out["duplicates"][out["duplicates"].best == "True"]

@@ -31,7 +31,7 @@ def test_mixed_bad_rows_are_recorded_and_good_rows_processed(workspace, emulator
     assert out.status.tolist() == ["ok", "failed", "failed", "failed", "failed", "failed", "failed", "ok"]
     errors = out.error.tolist()
     assert errors[1] == "users.csv row 2, column monthly_spend: 'lots' is not a number"
-    assert errors[2].startswith("users.csv row 3 (line 4): column city: bytes that are not valid")
+    assert errors[2].startswith("users.csv row 3 (line 4): column city: not UTF-8 (byte 0xe9 at line 4)")
     assert errors[3] == "users.csv row 4 (line 5): has 3 fields, the header has 5"
     assert errors[4] == "users.csv row 5, column user_id: empty"
     assert errors[5] == "users.csv row 6, column user_id: duplicate user_id 'u1' (first seen at row 1)"

@@ -20,8 +20,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.apis.address_words import (ALL_REGIONS, COUNTRY_WORDS, DIRECTIONS, LONG_TYPES, MULTI_WORD, REGIONS,
-                                      STREET_TYPES, address_word)
+from tasks.apis.address_words import (
+    ALL_REGIONS,
+    COUNTRY_WORDS,
+    DIRECTIONS,
+    LONG_TYPES,
+    MULTI_WORD,
+    REGIONS,
+    STREET_TYPES,
+    address_word,
+)
 from tasks.apis.normalise import clean, map_words, nulls, strings
 
 ADDRESS_COLUMNS = ("house", "unit", "street", "street_type", "building", "locality", "postcode", "region")

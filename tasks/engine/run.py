@@ -139,7 +139,7 @@ class Dispatcher:
         if not rows:
             return None
         self.in_flight[chunk.digest] = InFlight(chunk, {row["_row"]: row for row in rows})
-        return ChunkWork(chunk.index, chunk.digest, pd.DataFrame(rows), chunk.source)
+        return ChunkWork(chunk.index, chunk.digest, pd.DataFrame(rows, dtype=object), chunk.source)  # values as they are
 
     def collect(self) -> None:
         """Journal the rows the channel brought, hand them to the hooks, move the progress."""

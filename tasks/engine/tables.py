@@ -7,8 +7,8 @@ file (missing, empty, no such column) raise `InputError` before any work is done
 """
 from __future__ import annotations
 
+import codecs
 import csv
-import datetime as dt
 import json
 import math
 import os
@@ -19,10 +19,20 @@ from typing import Any, Iterator
 import pandas as pd
 
 from tasks.engine.storage import AtomicOutput, estimate_lines, is_file, is_url, name_of, open_input, source
+from tasks.engine.values import (
+    UnmappableValue,
+    arrow_column,
+    arrow_ready,
+    cell_text,
+    json_lines,
+    json_value,
+    text_ready,
+)
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx",
            ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 XLSX_MAX_ROWS = 1_048_575  # Excel's row limit, less the header
+XLSX_EXACT_INT = 2**53  # larger whole numbers are written as text: a double would change their last digits
 _BAD_BYTES = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(1 << 30)  # the default (128 KiB) would stop the whole read at one long cell
 
@@ -65,16 +75,25 @@ def count_rows(path: str | os.PathLike) -> int:
 
 def read_chunks(path: str | os.PathLike, chunk_size: int, required: tuple[str, ...] = (),
                 sheet: str | None = None, encoding: str = "utf-8-sig") -> Iterator[pd.DataFrame]:
-    """Yield DataFrames of at most `chunk_size` rows, in file order."""
+    """Yield DataFrames of at most `chunk_size` rows, in file order. Parquet and JSON lines values
+    are plain JSON-able Python values (tasks/engine/values.py), CSV and xlsx values text."""
     path = path if is_url(path) else Path(path)
     if not is_file(path):
         raise InputError(f"{path}: no such file")
     kind = file_format(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"{path}: unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
     if kind == "parquet":
         rows = _parquet_rows(path, chunk_size)
+    elif kind == "jsonl":
+        rows = _batched(_jsonl_rows(path, encoding), chunk_size, keep_types=True)
     else:
-        reader = {"csv": _csv_rows, "xlsx": _xlsx_rows, "jsonl": _jsonl_rows}[kind]
-        rows = _batched(reader(path, required, sheet=sheet, encoding=encoding), chunk_size)
+        from tasks.engine.sheets import xlsx_rows
+
+        reader = _csv_rows(path, encoding) if kind == "csv" else xlsx_rows(path, required, sheet=sheet)
+        rows = _batched(reader, chunk_size)
     first = True
     for frame in rows:
         if first:
@@ -89,22 +108,31 @@ def _user_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if not c.startswith("_")]
 
 
-def _batched(rows: Iterator, size: int) -> Iterator[pd.DataFrame]:
+def _batched(rows: Iterator, size: int, keep_types: bool = False) -> Iterator[pd.DataFrame]:
     """Group a reader's output (its header first, then (row number, values, error) tuples) into
-    DataFrames; a file with a header and no rows gives one empty DataFrame with the columns."""
+    DataFrames; a file with a header and no rows gives one empty DataFrame with the columns.
+    `keep_types`: object columns that keep each value as it is (None where a key is missing)."""
     columns = [*next(rows), "_row", "_input_error"]
     batch: list[dict] = []
     yielded = False
     for number, values, error in rows:
         batch.append({**values, "_row": number, "_input_error": error})
         if len(batch) >= size:
-            yield pd.DataFrame(batch, columns=columns)
+            yield _frame(batch, columns, keep_types)
             batch, yielded = [], True
     if batch or not yielded:
-        yield pd.DataFrame(batch, columns=columns)
+        yield _frame(batch, columns, keep_types)
 
 
-def _check_header(path: Path, header: list, where: str = "") -> list[str]:
+def _frame(batch: list[dict], columns: list[str], keep_types: bool) -> pd.DataFrame:
+    if not keep_types:
+        return pd.DataFrame(batch, columns=columns)
+    frame = pd.DataFrame({name: pd.Series([row.get(name) for row in batch], dtype=object) for name in columns})
+    return frame.astype({"_row": "int64", "_input_error": str})
+
+
+def unique_names(path: Path, header: list, where: str = "") -> list[str]:
+    """The header's names (a blank one is `column_<N>`); a name that appears twice is an error."""
     names = [str(h).strip() if h is not None and str(h).strip() else f"column_{i + 1}" for i, h in enumerate(header)]
     seen = set()
     for name in names:
@@ -114,7 +142,7 @@ def _check_header(path: Path, header: list, where: str = "") -> list[str]:
     return names
 
 
-def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
+def _csv_rows(path: Path, encoding: str):
     with open_input(path, "r", newline="", encoding=encoding, errors="surrogateescape") as handle:
         sample = handle.read(65536)
         if not sample.strip():
@@ -123,23 +151,37 @@ def _csv_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
         header_line = sample.splitlines()[0]
         delimiter = max(",;\t|", key=header_line.count)  # the header tells the delimiter
         reader = csv.reader(handle, delimiter=delimiter)
-        header = _check_header(path, next(reader))
+        header = unique_names(path, next(reader))
         yield header
         number = 0
-        for fields in reader:
+        while True:
+            first_line = reader.line_num + 1
+            fields = next(reader, None)
+            if fields is None:
+                break
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue  # blank line: not a row
             number += 1
             problems = []
             if len(fields) != len(header):
                 problems.append(f"has {len(fields)} fields, the header has {len(header)}")
+            lines_before = 0
             for name, value in zip(header, fields):
-                if _BAD_BYTES.search(value):
-                    problems.append(f"column {name}: bytes that are not valid {encoding} "
-                                    "(set the input encoding, e.g. cp1252)")
+                if bad := _BAD_BYTES.search(value):
+                    line = first_line + lines_before + value.count("\n", 0, bad.start())
+                    problems.append(f"column {name}: {undecodable(encoding, ord(bad.group()) - 0xDC00, line)}")
+                lines_before += value.count("\n")
             values = {name: _clean_text(value) for name, value in zip(header, fields)}
             where = f"{name_of(path)} row {number} (line {reader.line_num})"
             yield number, values, (f"{where}: " + "; ".join(problems)) if problems else ""
+
+
+def undecodable(encoding: str, byte: int, line: int) -> str:
+    """Why text could not be decoded, and how to fix it."""
+    if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
+        return (f"not UTF-8 (byte 0x{byte:02x} at line {line}); give the file's encoding, "
+                "e.g. --encoding cp1252")
+    return f"not {encoding} (byte 0x{byte:02x} at line {line}); give the file's encoding with --encoding"
 
 
 def _clean_text(value: str) -> str:
@@ -147,76 +189,41 @@ def _clean_text(value: str) -> str:
 
 
 def as_text(value: Any) -> str:
-    """A cell's value as text: "" for None and NaN (pandas' empty cell)."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-
-
-def _cell_text(value) -> str:
-    if value is None:
+    """A cell's value as text: "" for None and NaN (pandas' empty cell), lists and dicts as JSON."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 
-def _xlsx_rows(path: Path, required, sheet=None, encoding=None):
-    from openpyxl import load_workbook
-
-    try:
-        book = load_workbook(source(path), read_only=True, data_only=True)
-    except Exception as error:  # openpyxl raises many kinds for a broken file
-        raise InputError(f"{path}: not a readable xlsx file ({type(error).__name__}: {error})") from None
-    try:
-        if sheet is not None and sheet not in book.sheetnames:
-            raise InputError(f"{path}: no sheet {sheet!r}; sheets are {book.sheetnames}")
-        found = {}
-        for ws in ([book[sheet]] if sheet is not None else book.worksheets):
-            rows = ws.iter_rows(values_only=True)
-            offset = 0
-            for cells in rows:
-                offset += 1
-                if any(c not in (None, "") for c in cells):
-                    break
-            else:
-                continue
-            header = _check_header(path, list(cells), f" sheet {ws.title!r}")
-            while header and header[-1].startswith("column_") and cells[len(header) - 1] is None:
-                header.pop()
-            found[ws.title] = header
-            if sheet is None and not all(c in header for c in required):
-                continue
-            yield header
-            number = 0
-            for cells in rows:
-                if all(c in (None, "") for c in cells):
-                    continue
-                number += 1
-                yield number, {n: _cell_text(v) for n, v in zip(header, cells)}, ""
-            return
-        if not found:
-            raise InputError(f"{path}: the workbook is empty (no header row on any sheet)")
-        raise InputError(f"{path}: no sheet has the column(s) {list(required)}; headers found: {found}")
-    finally:
-        book.close()
-
-
-def _jsonl_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
+def _jsonl_rows(path: Path, encoding: str):
     def records():
+        constants: list[str] = []  # NaN, Infinity: not JSON, but Python's json reads them
+
+        def constant(name: str) -> float:
+            constants.append(name)
+            return float(name)
+
         with open_input(path, "r", encoding=encoding, errors="surrogateescape") as handle:
             number = 0
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
                 number += 1
+                where = f"{name_of(path)} row {number} (line {line_no})"
+                constants.clear()
                 try:
-                    record = json.loads(line)
+                    record = json.loads(_clean_text(line), parse_constant=constant)
                     if not isinstance(record, dict):
                         raise ValueError("a line must hold one JSON object")
-                    yield number, record, ""
                 except ValueError as problem:
-                    yield number, {}, f"{name_of(path)} row {number} (line {line_no}): invalid JSON: {problem}"
+                    yield number, {}, f"{where}: invalid JSON: {problem}"
+                    continue
+                if bad := _BAD_BYTES.search(line):
+                    yield number, record, f"{where}: {undecodable(encoding, ord(bad.group()) - 0xDC00, line_no)}"
+                else:
+                    yield number, *(_json_values(record, where) if constants else (record, ""))
 
     header: dict[str, None] = {}  # a first pass finds every key, so all chunks have the same columns
     for _, record, _ in records():
@@ -224,9 +231,19 @@ def _jsonl_rows(path: Path, required, sheet=None, encoding="utf-8-sig"):
     if not header:
         raise InputError(f"{path}: the file is empty (no JSON objects)")
     yield list(header)
-    for number, record, error in records():
-        values = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in record.items()}
-        yield number, values, error
+    yield from records()
+
+
+def _json_values(record: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
+    """A record's values with NaN as None; a value that has no JSON form (infinity) fails the row."""
+    values, problems = {}, []
+    for name, value in record.items():
+        try:
+            values[name] = json_value(value)
+        except UnmappableValue as error:
+            values[name] = None
+            problems.append(f"column {name}: {error}")
+    return values, (f"{where}: " + "; ".join(problems)) if problems else ""
 
 
 def _parquet_rows(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -234,9 +251,15 @@ def _parquet_rows(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
 
     start = 1
     for batch in pq.ParquetFile(source(path)).iter_batches(batch_size=chunk_size):
-        frame = batch.to_pandas()
+        columns, errors = {}, [[] for _ in range(batch.num_rows)]
+        for name, column in zip(batch.schema.names, batch.columns):
+            columns[name], problems = arrow_column(column)
+            for index, problem in problems.items():
+                errors[index].append(f"column {name}: {problem}")
+        frame = pd.DataFrame(columns, index=range(batch.num_rows))
         frame["_row"] = range(start, start + len(frame))
-        frame["_input_error"] = ""
+        frame["_input_error"] = [f"{name_of(path)} row {start + i}: " + "; ".join(e) if e else ""
+                                 for i, e in enumerate(errors)]
         start += len(frame)
         yield frame
 
@@ -259,6 +282,7 @@ class OutputWriter:
         self.rows += len(frame)
 
     def _write_csv(self, frame: pd.DataFrame, sep: str = ",") -> None:
+        frame = text_ready(frame)
         if self._handle is None:
             self._handle = self.output.text(newline="", encoding="utf-8")
             frame.to_csv(self._handle, index=False, sep=sep)
@@ -271,23 +295,31 @@ class OutputWriter:
     def _write_jsonl(self, frame: pd.DataFrame) -> None:
         if self._handle is None:
             self._handle = self.output.text(encoding="utf-8")
-        if len(frame):  # pandas 3 ends `lines=True` output with a newline, older versions do not
-            text = frame.to_json(orient="records", lines=True, force_ascii=False)
-            self._handle.write(text if text.endswith("\n") else text + "\n")
+        self._handle.write(json_lines(frame))
 
     def _write_parquet(self, frame: pd.DataFrame) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        frame = frame.copy()
-        for name in frame.columns:  # mixed object columns (e.g. from jsonl) are written as text
-            if frame[name].dtype == object:
-                frame[name] = frame[name].map(lambda v: v if v is None or isinstance(v, str) else str(v))
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = pa.Table.from_pandas(arrow_ready(frame), preserve_index=False)
         if self._parquet is None:
             schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
             self._parquet = pq.ParquetWriter(self.output.sink(), schema)
-        self._parquet.write_table(table.cast(self._parquet.schema))
+        try:
+            self._parquet.write_table(table.cast(self._parquet.schema))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise ValueError(self._type_change(table)) from None
+
+    def _type_change(self, table) -> str:
+        """Which column's values no longer fit the type the file's first rows gave it."""
+        for field in self._parquet.schema:
+            try:
+                table.column(field.name).cast(field.type)
+            except (ValueError, NotImplementedError) as error:  # pyarrow's errors derive from these
+                return (f"{self.path}: column {field.name} held {field.type} values in the first rows, then "
+                        f"{table.schema.field(field.name).type} ({error}); write .csv or .jsonl output "
+                        "(a rerun does not send the finished rows again)")
+        return f"{self.path}: the columns changed between rows: {table.schema} after {self._parquet.schema}"
 
     def _write_xlsx(self, frame: pd.DataFrame) -> None:
         from openpyxl import Workbook
@@ -299,11 +331,11 @@ class OutputWriter:
         for values in frame.itertuples(index=False, name=None):
             if self._sheet_rows >= XLSX_MAX_ROWS:  # Excel's limit: continue on a new sheet
                 self._new_sheet(list(frame.columns))
-            self._sheet.append([
-                None if v is None or v is pd.NA or (isinstance(v, float) and v != v)
-                else ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
-                for v in values
-            ])
+            cells = [None if v is None or v is pd.NA or (isinstance(v, float) and v != v)
+                     else cell_text(v) if isinstance(v, (list, dict))  # as JSON
+                     else str(v) if isinstance(v, int) and abs(v) > XLSX_EXACT_INT  # Excel's numbers are doubles
+                     else v for v in values]
+            self._sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in cells])
             self._sheet_rows += 1
 
     def _new_sheet(self, columns: list[str]) -> None:

@@ -7,7 +7,17 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from tasks.files import archives, audio, dicom, documents, images, isobmff, mpeg, pcm, science
+from tasks.files import (
+    archives,
+    audio,
+    dicom,
+    documents,
+    images,
+    isobmff,
+    mpeg,
+    pcm,
+    science,
+)
 from tasks.files.found import Found
 
 HEAD_BYTES = 4096

@@ -24,8 +24,17 @@ import numpy as np
 import pandas as pd
 from nicknames import NickNamer
 
-from tasks.samples.book_places import BUILDINGS, COUNTRY, SUBURBS, TOWNS, TYPES, UNIT_LABELS, phones, postcodes, \
-    render_phone
+from tasks.samples.book_places import (
+    BUILDINGS,
+    COUNTRY,
+    SUBURBS,
+    TOWNS,
+    TYPES,
+    UNIT_LABELS,
+    phones,
+    postcodes,
+    render_phone,
+)
 
 FIRST = ("James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara Richard Susan "
          "Joseph Jessica Thomas Sarah Charles Karen Christopher Nancy Daniel Lisa Matthew Betty Anthony Margaret "
