@@ -131,6 +131,7 @@ def file_metadata(
 ) -> dict[str, Any]:
     """Describe every file under `root`; returns the run's figures."""
     remote = storage.is_url(root)
+    root = root if remote else str(storage.local(root))
     if not remote and not os.path.lexists(root):
         raise InputError(f"{root}: no such file or folder")
     check_paths(outputs=(output_path,))

@@ -221,3 +221,15 @@ def test_file_metadata_of_a_bucket_prefix_equals_the_same_tree_on_disk(workspace
     whole = on_disk.set_index("path").loc[f"{root}/long.wav"]
     assert capped["requests"] == 1 and row.status == "ok" and row.duration_s == whole.duration_s == 200.0
     assert row.error.startswith("partial read: the object is larger than the download cap (1,048,576 bytes)")
+
+
+def test_file_urls_are_local_paths(workspace, emulator):
+    from flows.cli import main
+
+    users = workspace / "users.csv"
+    write_users(users, 50)
+    config = write_config(workspace / "config.json", emulator.url)
+    assert main(["card-recommendations", f"file://{users}", "-o", f"file://{workspace}/out/result.parquet",
+                 "--config", str(config)]) == 0
+    out = pd.read_parquet(workspace / "out" / "result.parquet")
+    assert len(out) == 50 and (out.status == "ok").all()

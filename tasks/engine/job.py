@@ -114,7 +114,7 @@ class Job:
         """Where the journals live: under the work dir, a folder or a URL (tasks/engine/storage.py)."""
         if storage.is_url(self.work_dir):
             return storage.join(self.work_dir, "journals", self.fingerprint)
-        return Path(self.work_dir) / "journals" / self.fingerprint
+        return storage.local(self.work_dir) / "journals" / self.fingerprint
 
     @property
     def local_dir(self) -> Path:

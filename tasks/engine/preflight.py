@@ -15,7 +15,8 @@ def check_paths(inputs: Iterable[str | os.PathLike] = (), outputs: Iterable[str 
     """Every input a readable table of a known format, every other file given (templates, prices; None:
     not given) readable, every output file (or output folder) writable and none of them an input.
     Raises InputError with one line naming the path."""
-    inputs, outputs, folders = list(inputs), list(outputs), list(folders)
+    inputs, outputs, folders = ([_located(path) for path in paths] for paths in (inputs, outputs, folders))
+    files = [None if path is None else _located(path) for path in files]
     urls = [str(path) for path in (*inputs, *outputs, *folders) if storage.is_url(path)]
     for path in inputs:
         check_input(path)
@@ -72,6 +73,11 @@ def _not_an_input(output: Path, inputs: list[Path]) -> None:
     for source in inputs:
         if output.resolve() == source.resolve() or (output.exists() and os.path.samefile(output, source)):
             raise InputError(f"{output}: is also the input; write the output to another file")
+
+
+def _located(path: str | os.PathLike) -> str | Path:
+    """A URL as given, a local path (or file:// URL) as a Path."""
+    return str(path) if storage.is_url(path) else storage.local(path)
 
 
 def _remote_output(url: str, urls: list[str]) -> None:

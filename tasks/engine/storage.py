@@ -21,6 +21,7 @@ READ_BLOCK = 8 << 20  # bytes per ranged read of a URL (and the most a read keep
 WRITE_BLOCK = 16 << 20  # bytes per uploaded part of an output (S3: 5 MiB at the least)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+_NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "RefreshError"}
 
 
 class StorageError(RuntimeError):
@@ -76,8 +77,7 @@ def filesystem(url: str) -> tuple[Any, str]:
 def explain(url: str, error: BaseException) -> StorageError:
     """A storage library's error as one line naming the URL and what to do."""
     kind = type(error).__name__
-    if kind in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError") or (
-            kind == "RefreshError"):
+    if kind in _NO_CREDENTIALS:
         return StorageError(f"{url}: no credentials for {scheme(url)}:// ({error}); set them the usual way "
                             "(AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY or AWS_PROFILE, an instance role; "
                             "GOOGLE_APPLICATION_CREDENTIALS for gs://)")
@@ -109,26 +109,26 @@ def _missing(url: str) -> str:
     return "no such file"
 
 
-def info(path: str | os.PathLike) -> dict[str, Any]:
-    """A file's details: `size`, and for a URL the store's own (`ETag`, `LastModified` ...)."""
-    if not is_url(path):
-        return {"size": local(path).stat().st_size, "type": "file"}
-    fs, inside = filesystem(str(path))
+def info(url: str) -> dict[str, Any]:
+    """A URL's details as its store gives them: `type`, `size`, `ETag`, `LastModified` ..."""
+    fs, inside = filesystem(url)
     try:
         return fs.info(inside)
     except Exception as error:
-        raise explain(str(path), error) from None
+        raise explain(url, error) from None
 
 
 def is_file(path: str | os.PathLike) -> bool:
+    """The path or URL is a file (False when missing; a URL's other problems raise StorageError)."""
     if not is_url(path):
         return local(path).is_file()
+    fs, inside = filesystem(str(path))
     try:
-        return info(path).get("type") == "file"
-    except StorageError as error:
-        if "no such" in str(error):
-            return False
-        raise
+        return fs.info(inside).get("type") == "file"
+    except FileNotFoundError:
+        return False
+    except Exception as error:
+        raise explain(str(path), error) from None
 
 
 def open_input(path: str | os.PathLike, mode: str = "rb", **text: Any) -> IO:

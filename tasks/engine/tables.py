@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from tasks.engine.storage import AtomicOutput, estimate_lines, is_file, is_url, name_of, open_input, source
+from tasks.engine.storage import AtomicOutput, estimate_lines, is_file, is_url, local, name_of, open_input, source
 from tasks.engine.values import (
     UnmappableValue,
     arrow_column,
@@ -67,7 +67,7 @@ def count_rows(path: str | os.PathLike) -> int:
     if is_url(path):
         return max(0, estimate_lines(str(path)) - (kind == "csv"))
     lines = 0
-    with open(path, "rb") as handle:
+    with open(local(path), "rb") as handle:
         while block := handle.read(1 << 20):
             lines += block.count(b"\n")
     return max(0, lines - (kind == "csv"))
@@ -77,7 +77,7 @@ def read_chunks(path: str | os.PathLike, chunk_size: int, required: tuple[str, .
                 sheet: str | None = None, encoding: str = "utf-8-sig") -> Iterator[pd.DataFrame]:
     """Yield DataFrames of at most `chunk_size` rows, in file order. Parquet and JSON lines values
     are plain JSON-able Python values (tasks/engine/values.py), CSV and xlsx values text."""
-    path = path if is_url(path) else Path(path)
+    path = path if is_url(path) else local(path)
     if not is_file(path):
         raise InputError(f"{path}: no such file")
     kind = file_format(path)
@@ -269,7 +269,7 @@ class OutputWriter:
     `close()`, whole (tasks/engine/storage.py)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = path if is_url(path) else Path(path)
+        self.path = path if is_url(path) else local(path)
         self.kind = file_format(self.path)
         if self.kind == "csv" and name_of(self.path).lower().endswith(".tsv"):
             self.kind = "tsv"
