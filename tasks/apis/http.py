@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import enum
 import random
 import re
 import socket
@@ -133,12 +134,18 @@ def _chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
+class NoAnswer(enum.Enum):
+    """Why a request got no answer."""
+
+    URL = "the URL can never work"
+    UNREACHABLE = "connection refused, unknown host"
+    TIMEOUT = "timed out"
+    CONNECTION = "closed, reset ..."
+
+
 @dataclass(frozen=True)
 class TransportFailure:
-    """Why a request got no answer: `kind` is "url" (the URL can never work), "unreachable"
-    (connection refused, unknown host), "timeout" or "connection" (closed, reset ...)."""
-
-    kind: str
+    kind: NoAnswer
     text: str
 
     @classmethod
@@ -149,17 +156,17 @@ class TransportFailure:
             return next((e for e in chain if isinstance(e, kind)), None)
 
         if found((httpx.UnsupportedProtocol, httpx.InvalidURL, aiohttp.InvalidURL)):
-            return cls("url", str(error))
+            return cls(NoAnswer.URL, str(error))
         if found(ConnectionRefusedError):
-            return cls("unreachable", "connection refused")
+            return cls(NoAnswer.UNREACHABLE, "connection refused")
         if (unknown := found(socket.gaierror)) is not None:
-            return cls("unreachable", f"host name not resolved ({unknown.strerror or unknown})")
-        # httpx-aiohttp maps every aiohttp connection error to a timeout: only a real one is
+            return cls(NoAnswer.UNREACHABLE, f"host name not resolved ({unknown.strerror or unknown})")
+        # httpx-aiohttp maps aiohttp's connection errors to timeouts: a real one has no other aiohttp error
         mislabelled = any(isinstance(e, aiohttp.ClientError) and not isinstance(e, TimeoutError) for e in chain)
         if isinstance(error, TimeoutError) or (isinstance(error, httpx.TimeoutException) and not mislabelled):
-            return cls("timeout", "")
+            return cls(NoAnswer.TIMEOUT, "")
         cause = next((e for e in chain if not isinstance(e, httpx.HTTPError)), error)
-        return cls("connection", f"connection error: {type(cause).__name__}: {cause}"[:300])
+        return cls(NoAnswer.CONNECTION, f"connection error: {type(cause).__name__}: {cause}"[:300])
 
 
 def _shown(url: httpx.URL) -> str:
@@ -281,17 +288,17 @@ class ApiClient:
 
     def _no_answer(self, failure: TransportFailure) -> Attempt:
         """A try that got no answer: the problem to retry, or a FatalError when no call can work."""
-        if failure.kind == "url":
+        if failure.kind is NoAnswer.URL:
             raise FatalError(f"the {self.name} API's URL {self.base_url!r} cannot be used ({failure.text}): "
                              f"it needs http:// or https:// and a host")
-        if failure.kind == "unreachable" and self.first_calls and not self.answered:
+        if failure.kind is NoAnswer.UNREACHABLE and self.first_calls and not self.answered:
             raise FatalError(f"the {self.name} API at {self.base_url} cannot be reached ({failure.text}) on the "
                              f"first calls of the run: check the URL and that the server is up")
-        if failure.kind == "timeout":
+        if failure.kind is NoAnswer.TIMEOUT:
             self.stats.timeouts += 1
             return Attempt(problem=f"timed out after {self.timeout:g} s")
         self.stats.connection_errors += 1
-        return Attempt(problem=failure.text if failure.kind == "connection" else f"connection error: {failure.text}")
+        return Attempt(problem=failure.text if failure.kind is NoAnswer.CONNECTION else f"connection error: {failure.text}")
 
     def pause_all(self, seconds: float) -> None:
         for limiter in self.limiters:

@@ -65,9 +65,10 @@ class InFlight:
 class Dispatcher:
     """Sends chunks in a sliding window (memory stays flat), takes finished rows from the channel.
 
-    Until the brake knows the first rows do not all fail, one chunk goes alone with only the rows
-    the brake needs (a probe): a wrong URL costs those rows, not a window of chunks. The rest of
-    its chunk goes on when it ends; the window opens as soon as a row succeeds."""
+    Until the brake knows whether the first rows all fail, chunks go one at a time with only the
+    rows the brake still needs (probes): a wrong URL costs those rows, not a window of chunks. The
+    rest of a probe's chunk goes on when it ends; the window opens as soon as a row succeeds, or
+    after a probe whose rows were all bad input (a file of bad rows is not sent one chunk at a time)."""
 
     def __init__(self, job: Job, journal: Journal, channel: Any, inbox: Any, progress: Progress, tally: Tally,
                  brake: Brake):
@@ -77,7 +78,7 @@ class Dispatcher:
         self.in_flight: dict[str, InFlight] = {}  # chunk digest ->
         self.finished: queue.SimpleQueue = queue.SimpleQueue()
         self.calls = CallStats()  # as they happen, for the timeline (the run's figures come from the chunk reports)
-        self.probe_done = False  # the probe chunk ended (the window opens even if the brake is undecided)
+        self.probe_done = False  # a probe taught the brake nothing: the window opens even if it is undecided
         self.probed: set[int] = set()  # rows the probe took in this pass: its chunk goes on without them
 
     def record(self, digest: str, records: list[Record]) -> None:
@@ -163,7 +164,7 @@ class Dispatcher:
                         pending.appendleft(chunk)
                     continue
                 future = task_runner.submit(process_chunk, {"chunk": work, "job": self.sent_job, "channel": self.channel})
-                futures[id(future)] = (future, chunk, probing, more)
+                futures[id(future)] = (future, chunk, self.brake.attempted if probing else None, more)
                 future.add_done_callback(lambda f: self.finished.put(id(f)))
             if not futures:
                 return
@@ -173,9 +174,10 @@ class Dispatcher:
                 done = []
             self.collect()  # after a chunk ends, its last rows are already with the channel
             for key in done:
-                future, chunk, probe, more = futures.pop(key)
+                future, chunk, attempted_before, more = futures.pop(key)
                 self.settle(future, chunk)
-                self.probe_done |= probe
+                if attempted_before == self.brake.attempted:  # a probe that taught the brake nothing (bad input)
+                    self.probe_done = True
                 if more and chunk.index not in self.tally.chunk_errors:  # the rest of the probe's chunk
                     pending.appendleft(chunk)
 
