@@ -27,6 +27,10 @@ def example_of(error: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def rows_text(count: int) -> str:
+    return f"{count:,} row{'' if count == 1 else 's'}"
+
+
 def hint_for(example: str) -> str:
     return " — the answers are web pages, not the API's: check the base URL" if WEB_PAGE.search(example) else ""
 
@@ -90,8 +94,8 @@ class Brake:
             reasons = Counter(reason_of(r["error"]) for _, r in self.first_failures)
             top = reasons.most_common(1)[0][0]
             example = example_of(next(r["error"] for _, r in self.first_failures if reason_of(r["error"]) == top))
-            others = f" ({reasons[top]:,} rows; {len(reasons) - 1} other reason(s) for " \
-                     f"{len(self.first_failures) - reasons[top]:,} rows)" if len(reasons) > 1 else ""
+            others = f" ({rows_text(reasons[top])}; {len(reasons) - 1} other reason(s) for " \
+                     f"{rows_text(len(self.first_failures) - reasons[top])})" if len(reasons) > 1 else ""
             self._fire(f"stopped after the first {len(self.first_failures):,} rows sent all failed: {example}"
                        f"{others}{hint_for(example)}", self.first_failures)
 

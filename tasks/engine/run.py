@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from prefect import get_run_logger
 
-from tasks.engine.brake import Brake
+from tasks.engine.brake import Brake, rows_text
 from tasks.engine.channel import ClusterChannel, LocalChannel
 from tasks.engine.dispatch import Dispatcher, Tally
 from tasks.engine.job import Job, RunOptions
@@ -197,7 +197,7 @@ def check_failed_fraction(figures: dict[str, Any], reasons: Counter, max_fractio
         return
     reason, count = reasons.most_common(1)[0]
     raise TooManyFailed(f"{failed:,} of {rows:,} rows failed ({failed / rows:.0%}, more than the "
-                        f"{max_fraction:.0%} a run accepts); most common problem: {reason} ({count:,} rows); "
+                        f"{max_fraction:.0%} a run accepts); most common problem: {reason} ({rows_text(count)}); "
                         f"output written to {figures['output']}", figures)
 
 
