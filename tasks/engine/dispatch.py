@@ -65,10 +65,10 @@ class InFlight:
 class Dispatcher:
     """Sends chunks in a sliding window (memory stays flat), takes finished rows from the channel.
 
-    Until the brake knows whether the first rows all fail, chunks go one at a time with only the
-    rows the brake still needs (probes): a wrong URL costs those rows, not a window of chunks. The
-    rest of a probe's chunk goes on when it ends; the window opens as soon as a row succeeds, or
-    after a probe whose rows were all bad input (a file of bad rows is not sent one chunk at a time)."""
+    Until the brake knows whether the first rows all fail, chunks go as probes: together they carry
+    no more rows than the brake still needs, so a wrong URL costs those rows, not a window of
+    chunks. The rest of a probe's chunk goes on when it ends; the window opens as soon as a row
+    succeeds, or after a round of probes that taught the brake nothing (their rows were bad input)."""
 
     def __init__(self, job: Job, journal: Journal, channel: Any, inbox: Any, progress: Progress, tally: Tally,
                  brake: Brake):
@@ -78,8 +78,10 @@ class Dispatcher:
         self.in_flight: dict[str, InFlight] = {}  # chunk digest ->
         self.finished: queue.SimpleQueue = queue.SimpleQueue()
         self.calls = CallStats()  # as they happen, for the timeline (the run's figures come from the chunk reports)
-        self.probe_done = False  # a probe taught the brake nothing: the window opens even if it is undecided
-        self.probed: set[int] = set()  # rows the probe took in this pass: its chunk goes on without them
+        self.probe_done = False  # a round of probes taught the brake nothing: the window opens undecided
+        self.probe_budget = 0  # rows the probes of this round may still carry
+        self.round_start: int | None = None  # the brake's rows when this round of probes began
+        self.probed: set[int] = set()  # rows probes took in this pass: their chunks go on without them
 
     def record(self, digest: str, records: list[Record]) -> None:
         """Journal rows answered on the flow side (input problems, known from a store)."""
@@ -151,20 +153,34 @@ class Dispatcher:
         failed = record["status"] == RowStatus.FAILED.value and not record.get("bad_input")
         return {**record, "retryable": True} if failed else record
 
+    def probing(self, futures: dict) -> bool:
+        """Whether chunks still go as probes; a round of probes begins when the last one ended."""
+        if self.probe_done or self.brake.rows_to_decide() == 0:
+            return False
+        if self.probe_budget <= 0 and not any(probe for _, _, probe, _ in futures.values()):
+            if self.round_start == self.brake.attempted:  # the last round taught the brake nothing
+                self.probe_done = True
+                return False
+            self.round_start, self.probe_budget = self.brake.attempted, self.brake.rows_to_decide()
+        return True
+
     def run_pass(self, task_runner: Any, chunks: list[ChunkRef], window: int) -> None:
         pending, futures = collections.deque(chunks), {}
         self.probed = set()
         while True:
-            probing = not self.probe_done and self.brake.rows_to_decide() > 0
-            while pending and len(futures) < (1 if probing else window) and self.tally.fatal is None:
+            probing = self.probing(futures)
+            while pending and len(futures) < window and self.tally.fatal is None and (
+                    not probing or self.probe_budget > 0):
                 chunk = pending.popleft()
-                work, more = self.prepare(chunk, self.brake.rows_to_decide() if probing else None)
+                work, more = self.prepare(chunk, self.probe_budget if probing else None)
                 if work is None:
                     if more:
                         pending.appendleft(chunk)
                     continue
+                if probing:
+                    self.probe_budget -= len(work.rows)
                 future = task_runner.submit(process_chunk, {"chunk": work, "job": self.sent_job, "channel": self.channel})
-                futures[id(future)] = (future, chunk, self.brake.attempted if probing else None, more)
+                futures[id(future)] = (future, chunk, probing, more)
                 future.add_done_callback(lambda f: self.finished.put(id(f)))
             if not futures:
                 return
@@ -174,11 +190,9 @@ class Dispatcher:
                 done = []
             self.collect()  # after a chunk ends, its last rows are already with the channel
             for key in done:
-                future, chunk, attempted_before, more = futures.pop(key)
+                future, chunk, _, more = futures.pop(key)
                 self.settle(future, chunk)
-                if attempted_before == self.brake.attempted:  # a probe that taught the brake nothing (bad input)
-                    self.probe_done = True
-                if more and chunk.index not in self.tally.chunk_errors:  # the rest of the probe's chunk
+                if more and chunk.index not in self.tally.chunk_errors:  # the rest of a probe's chunk
                     pending.appendleft(chunk)
 
     def settle(self, future: Any, chunk: ChunkRef) -> None:
