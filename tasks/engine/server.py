@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -154,8 +155,14 @@ def api_url_in_effect(url: str) -> Iterator[str]:
             try:
                 yield url
             finally:  # buffered logs and events (task run states), while the server is still there
-                APILogWorker.drain_all(timeout=5)
-                EventsWorker.drain_all(timeout=5)
+                notes = logging.getLogger("EventsWorker")  # "Still processing items: 3 items remaining..."
+                level = notes.level
+                notes.setLevel(logging.ERROR)
+                try:
+                    APILogWorker.drain_all(timeout=5)
+                    EventsWorker.drain_all(timeout=5)
+                finally:
+                    notes.setLevel(level)
     finally:
         if previous is None:
             os.environ.pop("PREFECT_API_URL", None)
@@ -211,6 +218,12 @@ def prefect_backend() -> Iterator[str]:
     """The Prefect API a CLI run uses: PREFECT_API_URL if set; else the shared server of PREFECT_HOME
     (started if none answers), held for the run; with BATCHFLOWS_SERVER_IDLE_MINUTES=0 a server of
     the run's own, stopped last."""
+    with _server_for_the_run() as url, _heartbeats_off_unless_configured():
+        yield url
+
+
+@contextmanager
+def _server_for_the_run() -> Iterator[str]:
     configured = os.environ.get("PREFECT_API_URL")
     if configured:
         yield configured
@@ -225,6 +238,20 @@ def prefect_backend() -> Iterator[str]:
         fcntl.flock(lock, fcntl.LOCK_SH)  # waits while a keeper stops the server it had
         with api_url_in_effect(shared_server(files, minutes).url) as url:
             yield url
+
+
+@contextmanager
+def _heartbeats_off_unless_configured() -> Iterator[None]:
+    """A flow run's heartbeat thread sleeps in 1 s steps and is joined at the end of the run: up to
+    1 s per CLI run. A CLI run records its own end (also on Ctrl-C and SIGTERM), so its heartbeats
+    are off unless PREFECT_FLOWS_HEARTBEAT_FREQUENCY is set."""
+    if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or os.environ.get("PREFECT_RUNNER_HEARTBEAT_FREQUENCY"):
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 def shared_server(files: ServerFiles, minutes: float) -> ServerState:
