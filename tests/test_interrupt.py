@@ -20,7 +20,9 @@ from tasks.engine.server import ServerFiles, ServerState
 from tasks.samples.tables import write_users
 
 ROWS = 3000
+CHUNK = 750  # 4 chunks at once, 5 requests in flight each: a chunk takes 15 s, longer than the deadline
 CONCURRENCY = 20  # requests in flight for the whole run: what an interruption may leave unanswered
+LATENCY = 0.1
 STOP_DEADLINE = 10  # seconds from the signal to the CLI's exit
 
 
@@ -59,7 +61,7 @@ def flow_run_states(api_url: str) -> list[str]:
 
 def cards_command(workspace: Path, emulator) -> list[str]:
     users = write_users(workspace / "users.csv", ROWS)
-    config = write_config(workspace / "config.json", emulator.url, concurrency=CONCURRENCY, chunk_size=250)
+    config = write_config(workspace / "config.json", emulator.url, concurrency=CONCURRENCY, chunk_size=CHUNK)
     return [sys.executable, "-m", "flows.cli", "card-recommendations", str(users), "-o", str(workspace / "out.csv"),
             "--config", str(config)]
 
@@ -106,7 +108,7 @@ def shared_home(tmp_path_factory):
 @pytest.mark.parametrize("signum, whole_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
                          ids=["ctrl-c-to-the-group", "sigterm-to-the-cli"])
 def test_a_signal_stops_the_run_at_once_and_a_rerun_resumes(signum, whole_group, shared_home, workspace, emulator):
-    emulator.configure("cards", latency=0.05)
+    emulator.configure("cards", latency=LATENCY)
     mark = uuid.uuid4().hex
     command, env = cards_command(workspace, emulator), cli_env(shared_home, workspace / "work", mark)
     result = interrupt(command, env, signum, whole_group, emulator)
@@ -125,7 +127,7 @@ def test_a_signal_stops_the_run_at_once_and_a_rerun_resumes(signum, whole_group,
 
 def test_a_server_for_this_run_only_is_stopped_last(tmp_path, workspace, emulator):
     """BATCHFLOWS_SERVER_IDLE_MINUTES=0: the run's own server records the crash, then stops with it."""
-    emulator.configure("cards", latency=0.05)
+    emulator.configure("cards", latency=LATENCY)
     mark, home = uuid.uuid4().hex, tmp_path / "prefect-home"
     command = cards_command(workspace, emulator)
     env = cli_env(home, workspace / "work", mark, BATCHFLOWS_SERVER_IDLE_MINUTES="0")
