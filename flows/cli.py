@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import os
 import sys
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return server_command(args.action)
     from tasks.engine.interrupt import interruptible
 
+    atexit.register(gc.freeze)  # runs last: the interpreter's teardown then skips a 0.4 s collection of Prefect's objects
     with interruptible() as interruption:  # Ctrl-C, SIGTERM: one line; the run is marked Crashed and resumes
         try:
             return _run(args)
