@@ -15,6 +15,7 @@ timer. This module imports only the standard library at the top: the keeper runs
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -27,9 +28,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
@@ -41,7 +41,7 @@ POLL_SECONDS = 0.5
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ServerFiles:
     """Where the shared server of one PREFECT_HOME keeps its address, lock and log."""
 
@@ -64,7 +64,7 @@ class ServerFiles:
         return self.home / "batchflows-server.log"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ServerState:
     """A running shared server: its keeper (the leader of their session), the server, its API URL."""
 
@@ -75,7 +75,7 @@ class ServerState:
 
     def write(self, path: Path) -> None:
         partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(asdict(self)))
+        partial.write_text(json.dumps(dataclasses.asdict(self)))
         partial.replace(path)
 
     @classmethod
@@ -255,14 +255,17 @@ def _heartbeats_off_unless_configured() -> Iterator[None]:
 
 
 def shared_server(files: ServerFiles, minutes: float) -> ServerState:
-    """The running shared server of `files.home`, or a new one (one run at a time decides)."""
+    """The running shared server of `files.home` (waited for if it is starting), or a new one; one
+    run at a time decides."""
     with open(files.start_lock, "a+") as start_lock:
         fcntl.flock(start_lock, fcntl.LOCK_EX)
         state = ServerState.read(files.state)
-        if state is not None and any(healthy(state.url) for _ in range(3)):
-            return state
-        if state is not None and group_alive(state.keeper_pid) and _is_keeper(state.keeper_pid):
-            os.killpg(state.keeper_pid, signal.SIGKILL)  # it no longer answers
+        if state is not None:
+            ready = _published(files, state.keeper_pid, lambda: _is_keeper(state.keeper_pid))
+            if ready is not None and any(healthy(ready.url) for _ in range(3)):
+                return ready
+            if group_alive(state.keeper_pid):
+                os.killpg(state.keeper_pid, signal.SIGKILL)  # it no longer answers
         files.state.unlink(missing_ok=True)
         return _start_keeper(files, minutes)
 
@@ -274,6 +277,18 @@ def _is_keeper(pid: int) -> bool:
         return False
 
 
+def _published(files: ServerFiles, keeper_pid: int, alive: Callable[[], bool]) -> ServerState | None:
+    """The keeper's state once its server answers (it publishes the URL then); None if it ends first."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        state = ServerState.read(files.state)
+        if state is not None and state.keeper_pid == keeper_pid and state.url:
+            return state
+        if not alive() or time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
+
+
 def _start_keeper(files: ServerFiles, minutes: float) -> ServerState:
     project = str(Path(__file__).resolve().parents[2])  # the keeper imports this very code
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")])))
@@ -281,19 +296,18 @@ def _start_keeper(files: ServerFiles, minutes: float) -> ServerState:
         keeper = subprocess.Popen([sys.executable, "-m", "tasks.engine.server", "keep", str(files.home),
                                    str(minutes * 60)], stdin=subprocess.DEVNULL, stdout=log,
                                   stderr=subprocess.STDOUT, env=env, cwd=files.home, start_new_session=True)
-    deadline = time.monotonic() + START_TIMEOUT
-    while (state := ServerState.read(files.state)) is None or state.keeper_pid != keeper.pid:
-        if keeper.poll() is not None:
-            raise RuntimeError(f"the Prefect server did not start (exit {keeper.returncode}); see {files.log}")
-        if time.monotonic() > deadline:
-            os.killpg(keeper.pid, signal.SIGKILL)
-            raise RuntimeError(f"the Prefect server did not answer within {START_TIMEOUT:.0f} s; see {files.log}")
-        time.sleep(0.1)
-    return state
+    state = _published(files, keeper.pid, lambda: keeper.poll() is None)
+    if state is not None:
+        return state
+    if keeper.poll() is None:
+        os.killpg(keeper.pid, signal.SIGKILL)
+        raise RuntimeError(f"the Prefect server did not answer within {START_TIMEOUT:.0f} s; see {files.log}")
+    raise RuntimeError(f"the Prefect server did not start (exit {keeper.returncode}); see {files.log}")
 
 
 def keep(home: Path, idle_seconds: float) -> int:
-    """The keeper: start the server, publish its address, stop it when idle, signalled, or dead."""
+    """The keeper: start the server, publish its address once it answers, stop it when no run has
+    held the lock for `idle_seconds`, when signalled (`batchflows server stop`), or when it dies."""
     files = ServerFiles(home)
     stop_requested: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -301,33 +315,42 @@ def keep(home: Path, idle_seconds: float) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     server = start_server_process(port, sys.stdout, new_session=False)
-    try:
-        wait_until_healthy(url, server, str(files.log))
-    except RuntimeError as error:
-        print(f"keeper: {error}", flush=True)
-        _stop(server)
-        return 1
-    ServerState(os.getpid(), server.pid, url, idle_seconds / 60).write(files.state)
-    print(f"keeper: serving {url}, stopping after {idle_seconds:g} s without a run", flush=True)
-    with open(files.lock, "a+") as lock:
-        idle_since = time.monotonic()
-        while not stop_requested and server.poll() is None:
-            time.sleep(POLL_SECONDS)
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # a run is using the server
-                idle_since = time.monotonic()
-                continue
-            if time.monotonic() - idle_since >= idle_seconds:
-                break  # stop while holding the lock: a run that comes now waits, then starts a new server
-            fcntl.flock(lock, fcntl.LOCK_UN)
-        reason = f"signal {stop_requested[0]}" if stop_requested else (
-            f"the server exited with {server.returncode}" if server.poll() is not None else "idle")
-        if (ServerState.read(files.state) or ServerState(0, 0, "", 0)).keeper_pid == os.getpid():
-            files.state.unlink(missing_ok=True)
-        _stop(server)
-    print(f"keeper: stopped ({reason})", flush=True)
-    return 0
+    state = ServerState(os.getpid(), server.pid, "", idle_seconds / 60)
+    state.write(files.state)  # starting: `server stop` finds it, a run waits for it
+    deadline = time.monotonic() + START_TIMEOUT
+    with open(files.lock, "a+") as lock:  # closed (unlocked) after the server has stopped
+        try:
+            while not healthy(url):
+                if stop_requested or server.poll() is not None or time.monotonic() > deadline:
+                    print(f"keeper: the server did not start (exit {server.poll()}, signals {stop_requested})",
+                          flush=True)
+                    return 1
+                time.sleep(0.2)
+            dataclasses.replace(state, url=url).write(files.state)
+            print(f"keeper: serving {url}, stopping after {idle_seconds:g} s without a run", flush=True)
+            print(f"keeper: stopping ({_serve(lock, server, idle_seconds, stop_requested)})", flush=True)
+            return 0
+        finally:
+            if (ServerState.read(files.state) or state).keeper_pid == os.getpid():
+                files.state.unlink(missing_ok=True)
+            _stop(server)
+
+
+def _serve(lock: IO, server: subprocess.Popen, idle_seconds: float, stop_requested: list[int]) -> str:
+    """Until a signal, the server's end, or `idle_seconds` with no run holding the lock (returned
+    while holding it exclusively: a run that comes now waits, then starts a new server)."""
+    idle_since = time.monotonic()
+    while not stop_requested and server.poll() is None:
+        time.sleep(POLL_SECONDS)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a run is using the server
+            idle_since = time.monotonic()
+            continue
+        if time.monotonic() - idle_since >= idle_seconds:
+            return "idle"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return f"signal {stop_requested[0]}" if stop_requested else f"the server exited with {server.returncode}"
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -343,14 +366,14 @@ def server_command(action: str) -> int:
     """`batchflows server status|stop`: the shared server of this PREFECT_HOME."""
     files = ServerFiles(prefect_home())
     state = ServerState.read(files.state)
-    running = state is not None and group_alive(state.keeper_pid) and healthy(state.url)
-    if not running:
+    if state is None or not group_alive(state.keeper_pid):
         print(f"no batchflows Prefect server runs for PREFECT_HOME={files.home}")
         return 0
     ui = state.url.removesuffix("/api")
     if action == "status":
-        print(f"Prefect server for PREFECT_HOME={files.home}: UI {ui}, API {state.url} (keeper pid "
-              f"{state.keeper_pid}; stops after {state.idle_minutes:g} min without a run; log {files.log})")
+        where = f"UI {ui}, API {state.url}" if state.url and healthy(state.url) else "starting or not answering"
+        print(f"Prefect server for PREFECT_HOME={files.home}: {where} (keeper pid {state.keeper_pid}; stops after "
+              f"{state.idle_minutes:g} min without a run; log {files.log})")
         return 0
     os.killpg(state.keeper_pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE + 10
@@ -359,9 +382,8 @@ def server_command(action: str) -> int:
     if group_alive(state.keeper_pid):
         os.killpg(state.keeper_pid, signal.SIGKILL)
     files.state.unlink(missing_ok=True)
-    print(f"stopped the Prefect server at {ui}")
+    print(f"stopped the Prefect server at {ui or '(starting)'}")
     return 0
-
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["keep"] or len(sys.argv) != 4:
