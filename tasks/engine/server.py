@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import http.client
 import json
 import logging
 import os
@@ -26,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,7 +90,7 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         with _NO_PROXY.open(f"{url}/health", timeout=timeout) as answer:
             return answer.status == 200
-    except (OSError, urllib.error.URLError):
+    except (OSError, http.client.HTTPException):  # URLError and timeouts are OSErrors
         return False
 
 
@@ -98,9 +98,7 @@ def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
         return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process got the number
+    except (ProcessLookupError, PermissionError):  # gone, or the number is someone else's now
         return False
 
 
