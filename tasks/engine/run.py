@@ -93,6 +93,7 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
     if tally.done_before:
         progress.logger.info(f"{job.name}: {tally.done_before} of {len(chunks)} chunks finished in an earlier run; "
                              f"{sum(c.rows for c in chunks) - tally.rows_done:,} rows to go")
+    dispatcher = None
     try:
         with make_task_runner(options.runner, options.workers) as task_runner:
             at_once = max(1, min(parallel_chunks(options.runner, options.workers, task_runner), len(chunks)))
@@ -111,10 +112,15 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
                     dispatcher.run_pass(task_runner, pending, at_once + 1)
                     done = rows_done(journal, chunks)
                     pending = [c for c in chunks if done[c.index] < c.rows and c.index not in tally.chunk_errors]
+            except BaseException:  # Ctrl-C, SIGTERM, an error here: the chunks stop at their next send (0.25 s)
+                inbox.abort("the flow run stopped")
+                raise
             finally:
                 dispatcher.collect()
                 inbox.close()
     finally:
+        if dispatcher is not None and not is_dask(options.runner):
+            dispatcher.collect()  # what the chunk threads sent while they stopped (the runner waited for them)
         progress.close()
     return tally
 
