@@ -52,8 +52,8 @@ def bench_phones(count: int) -> None:
 def bench_geocoding(count: int, repeat_share: float, qps: int, latency: float) -> None:
     from emulators import Emulator
     from flows.book_requests import book_requests
+    from tasks.engine.server import temporary_server
     from tasks.samples.book_requests import history_frame, new_requests_frame
-    from tasks.engine.runners import local_prefect_server
 
     directory = Path(tempfile.mkdtemp(prefix="bench-books-"))
     history, people = history_frame(1000, seed=3)
@@ -68,7 +68,7 @@ def bench_geocoding(count: int, repeat_share: float, qps: int, latency: float) -
     history.drop(columns=["entity", "phone_e164"]).to_csv(directory / "history.csv", index=False)
     os.environ.update(GOOGLE_MAPS_API_KEY="bench", BATCHFLOWS_WORK_DIR=str(directory / "work"))
     settings = {"geocoding": {"latency": latency, "rate_limit": qps, "api_key": "bench"}}
-    with local_prefect_server(), Emulator(settings) as emulator:
+    with temporary_server(), Emulator(settings) as emulator:
         figures = book_requests(str(directory / "requests.csv"), str(directory / "history.csv"), str(directory / "out"),
                                 geocoding={"base_url": emulator.url, "requests_per_minute": qps * 60},
                                 concurrency=100)

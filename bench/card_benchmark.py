@@ -34,7 +34,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from emulators import Emulator  # noqa: E402
-from tasks.engine.runners import local_prefect_server  # noqa: E402
+from tasks.engine.server import temporary_server  # noqa: E402
 from tasks.samples.tables import write_users  # noqa: E402
 
 KEY = "bench-key"
@@ -188,7 +188,7 @@ def main() -> None:
     os.environ["CARD_API_KEY"] = KEY
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the emulator and server on kill
     directory = Path(tempfile.mkdtemp(prefix="bench-cards-"))
-    with local_prefect_server() as api_url, contextlib.ExitStack() as stack:
+    with temporary_server() as api_url, contextlib.ExitStack() as stack:
         runner = args.runner
         if runner == "isolated":
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -29,7 +29,7 @@ import httpx  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from emulators import Emulator  # noqa: E402
-from tasks.engine.runners import local_prefect_server  # noqa: E402
+from tasks.engine.server import temporary_server  # noqa: E402
 from tasks.samples.tables import write_leads  # noqa: E402
 
 KEYS = {"OPENAI_API_KEY": "bench-llm-key", "SERPER_API_KEY": "bench-search-key"}
@@ -97,7 +97,7 @@ def main() -> None:
           f"LLM {LLM_LATENCY} s, limit {LIMIT_PER_MINUTE}/min; "
           f"search {SEARCH_LATENCY} s; physical limit {physical:.1f} s (bursting a full window each minute: "
           f"{bursting:.1f} s)", flush=True)
-    with local_prefect_server(), Emulator(SETTINGS) as emulator:
+    with temporary_server(), Emulator(SETTINGS) as emulator:
         wall, figures = new_way(directory, leads, emulator.url, args.leads_per_request)
         llm, search = emulator.stats("chat"), emulator.stats("serper")
         research = figures["research"]

@@ -11,9 +11,10 @@ hand-made headers, this machine's own files, cut copies) copied round robin. On 
   extract N  the same in N processes (multiprocessing, --processes, default the core count);
   thread     the flow, thread runner (killable parser processes), on a Prefect server started here;
   dask       the flow on Dask worker processes (--workers).
-Then the fixed cost of one CLI run (`python -m flows.cli file-metadata` on a one-file tree): with
-Prefect's temporary server (what a user gets), against a server already running (PREFECT_API_URL),
-and with a persistent PREFECT_HOME (its database kept between runs).
+Then the fixed cost of one CLI run (`python -m flows.cli file-metadata` on a 20-file tree; --fixed-cost
+for this part alone): with Prefect's temporary server (what the CLI did before), the shared server
+the CLI starts once per PREFECT_HOME (first run, later runs, no-op reruns), a server for the run only,
+and a server already running (PREFECT_API_URL). See tasks/engine/server.py.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bench-prefect-"))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+SMALL_TREE = 20  # files of the tree the fixed cost of a CLI run is measured on
 
 
 def build_tree(base: Path, count: int) -> list[str]:
@@ -107,34 +110,48 @@ def flow_run(root: Path, work: Path, runner: str, workers: int | None) -> str:
     return f"({figures['processing_rows_per_second']:,.0f} files/s while chunks ran; {figures['statuses']})"
 
 
-def cli_seconds(root: Path, work: Path, env: dict[str, str]) -> float:
+def cli_seconds(root: Path, work: Path, env: dict[str, str], command: list[str] | None = None) -> float:
+    """Wall seconds of one `batchflows file-metadata ROOT` (or `command`) in a child process."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "file-metadata", str(root), "-o", str(work / "one.csv")],
-                          env={**os.environ, "BATCHFLOWS_WORK_DIR": str(work), **env}, capture_output=True, text=True)
+    command = command or ["-m", "flows.cli", "file-metadata", str(root), "-o", str(work / "out.csv")]
+    done = subprocess.run([sys.executable, *command], env={**os.environ, "BATCHFLOWS_WORK_DIR": str(work), **env},
+                          capture_output=True, text=True)
     if done.returncode:
         print(done.stderr[-2000:])
     return time.perf_counter() - started
 
 
-def fixed_costs(base: Path) -> None:
-    from tasks.engine.runners import local_prefect_server
+def fixed_costs(base: Path, tree: Path, repeat: int) -> None:
+    """The fixed cost of a CLI run on a small tree: with Prefect's temporary server (what the CLI did
+    before it shared one), the shared server (first run: started; later runs: found), a server for
+    the run only, and a server already running (PREFECT_API_URL)."""
+    from tasks.engine.server import temporary_server
 
-    one = base / "one"
-    one.mkdir(exist_ok=True)
-    (one / "a.txt").write_text("one file\n")
-    plain = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    runs = {"temporary server, fresh PREFECT_HOME": lambda n: dict(PREFECT_HOME=tempfile.mkdtemp(prefix="ph-")),
-            "temporary server, kept PREFECT_HOME": lambda n: dict(PREFECT_HOME=str(base / "kept-home"))}
-    started = time.perf_counter()
-    import_only = subprocess.run([sys.executable, "-c", "import flows.cli, prefect"], env=plain)
-    print(f"importing the CLI and Prefect: {time.perf_counter() - started:.1f} s (exit {import_only.returncode})")
+    files = sum(1 for path in tree.rglob("*") if path.is_file())
     os.environ.pop("PREFECT_API_URL", None)
-    for name, env in runs.items():
-        seconds = [cli_seconds(one, base / f"cli-{n}", {**env(n), "PREFECT_API_URL": ""}) for n in range(3)]
-        print(f"CLI run, {name}: " + ", ".join(f"{s:.1f}" for s in seconds) + " s")
-    with local_prefect_server() as url:
-        seconds = [cli_seconds(one, base / f"cli-server-{n}", {"PREFECT_API_URL": url}) for n in range(3)]
-    print("CLI run, server already running (PREFECT_API_URL): " + ", ".join(f"{s:.1f}" for s in seconds) + " s")
+
+    def report(name: str, seconds: list[float]) -> None:
+        print(f"{name:58} " + ", ".join(f"{s:.1f}" for s in seconds) + f" s (median {statistics.median(seconds):.1f})",
+              flush=True)
+
+    report("import the CLI and the flow (python -c 'import ...')", [cli_seconds(tree, base, {}, [
+        "-c", "import flows.cli, flows.file_metadata"]) for _ in range(repeat)])
+    ephemeral = ["-c", f"from flows.file_metadata import file_metadata; file_metadata({str(tree)!r}, 'out.csv')"]
+    report("Prefect's temporary server (the CLI before; fresh HOME)", [cli_seconds(tree, base / f"eph-{n}", {
+        "PREFECT_HOME": tempfile.mkdtemp(prefix="ph-")}, ephemeral) for n in range(repeat)])
+    home = {"PREFECT_HOME": str(base / "shared-home")}
+    report(f"CLI, shared server: first run (starts it), {files} files", [cli_seconds(tree, base / "cli-0", home)])
+    report(f"CLI, shared server: later runs, {files} files parsed", [
+        cli_seconds(tree, base / f"cli-{n + 1}", home) for n in range(repeat)])
+    report("CLI, shared server: later runs, no-op (files known)", [
+        cli_seconds(tree, base / "cli-0", home) for _ in range(repeat)])
+    subprocess.run([sys.executable, "-m", "flows.cli", "server", "stop"], env={**os.environ, **home}, check=True,
+                   capture_output=True)
+    report("CLI, a server for the run only (..._IDLE_MINUTES=0)", [cli_seconds(tree, base / f"own-{n}", {
+        "PREFECT_HOME": str(base / "own-home"), "BATCHFLOWS_SERVER_IDLE_MINUTES": "0"}) for n in range(repeat)])
+    with temporary_server() as url:
+        report("CLI, a server already running (PREFECT_API_URL)", [
+            cli_seconds(tree, base / f"api-{n}", {"PREFECT_API_URL": url}) for n in range(repeat)])
 
 
 def main() -> None:
@@ -144,26 +161,35 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
     parser.add_argument("--dir", help="where to generate the tree (default: a temp dir)")
     parser.add_argument("--skip-flow", action="store_true", help="only exiftool, hachoir and the extractor")
+    parser.add_argument("--fixed-cost", action="store_true", help="only the fixed cost of a CLI run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per fixed-cost figure")
     args = parser.parse_args()
 
     base = Path(args.dir or tempfile.mkdtemp(prefix="bench-metadata-"))
     started = time.perf_counter()
-    files = build_tree(base, args.files)
+    files = build_tree(base, SMALL_TREE if args.fixed_cost else args.files)
     print(f"{len(files):,} files under {base / 'tree'} in {time.perf_counter() - started:.1f} s (not timed); "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    if args.fixed_cost:
+        fixed_costs(base, base / "tree", args.repeat)
+        return
     rates = {"exiftool": timed("exiftool", len(files), lambda: exiftool(base / "tree")),
              "hachoir": timed("hachoir", len(files), lambda: hachoir_loop(files)),
              "extract 1": timed("extract 1", len(files), lambda: extract_loop(files)),
              "extract N": timed("extract N", len(files), lambda: extract_processes(files, args.processes))}
     if not args.skip_flow:
-        from tasks.engine.runners import local_prefect_server
+        from tasks.engine.server import temporary_server
 
-        with local_prefect_server():
+        with temporary_server():
             rates["thread"] = timed("thread", len(files), lambda: flow_run(base / "tree", base / "w-thread", "thread", None))
             rates["dask"] = timed("dask", len(files), lambda: flow_run(base / "tree", base / "w-dask", "dask", args.workers))
     print("vs exiftool: " + ", ".join(f"{name} {rate / rates['exiftool']:.2f}x" for name, rate in rates.items()))
     if not args.skip_flow:
-        fixed_costs(base)
+        small = base / "small"
+        small.mkdir(exist_ok=True)
+        for path in files[:SMALL_TREE]:
+            shutil.copyfile(path, small / Path(path).name)
+        fixed_costs(base, small, args.repeat)
 
 
 if __name__ == "__main__":

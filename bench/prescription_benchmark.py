@@ -26,7 +26,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from emulators import Emulator  # noqa: E402
 from emulators.drive import drive_id  # noqa: E402
 from emulators.prescriptions import write_prescription_pdf  # noqa: E402
-from tasks.engine.runners import local_prefect_server  # noqa: E402
+from tasks.engine.server import temporary_server  # noqa: E402
 
 KEY = "bench-anthropic-key"
 LIMIT_PER_MINUTE, CLAUDE_LATENCY, DRIVE_LATENCY = 50, 4.0, 0.2
@@ -65,7 +65,7 @@ def main() -> None:
     print(f"{args.files:,} PDFs; Drive {DRIVE_LATENCY} s; Claude {CLAUDE_LATENCY} s, limit {LIMIT_PER_MINUTE}/min; "
           f"physical limit {physical:.0f} s = {LIMIT_PER_MINUTE} files/min", flush=True)
     costs = {}
-    with local_prefect_server(), Emulator(settings) as emulator:
+    with temporary_server(), Emulator(settings) as emulator:
         if not args.skip_realtime:
             wall, figures = run(folder, emulator.url, directory / "realtime", "realtime", 100)
             claude = emulator.stats("anthropic")

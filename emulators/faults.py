@@ -40,6 +40,10 @@ class Settings:
     drive_root: str | None = None  # drive: a local directory tree served as a Drive folder
     drive_rate_limit_status: int = 403  # drive: the rate limit's answer (403 or 429) ...
     drive_rate_limit_reason: str = "userRateLimitExceeded"  # ... and reason (or rateLimitExceeded)
+    html_rate: float = 0.0  # probability of a web page with HTTP 200 instead of the API's answer
+    cut_rate: float = 0.0  # probability that the connection closes in the middle of the answer
+    moved_to: str | None = None  # every request is answered `moved_status` with this Location
+    moved_status: int = 301
     api_key: str | None = None  # None: any key accepted
     seed: int | None = None
 

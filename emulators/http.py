@@ -5,7 +5,8 @@ import json
 from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from emulators.faults import ApiFaults, Rejection
 
@@ -37,8 +38,9 @@ async def guarded(
             if on_rejection is not None:
                 raise on_rejection(injected) from None
             raise
-        status, body = await answer()
-        ok = None
+        wrong = misdirected(faults)
+        status, body = wrong if wrong is not None else await answer()
+        ok = None if wrong is None else False
         response = body if isinstance(body, Response) else JSONResponse(body, status_code=status, headers=headers)
     except Rejection as rejection:
         status, ok = rejection.status, False
@@ -47,6 +49,35 @@ async def guarded(
         faults.in_flight -= 1
     faults.record(key, status, generation, ok)
     return response
+
+
+WEB_PAGE = "<html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
+
+
+class CutAnswer(Response):
+    """Headers and the start of a JSON body, then the connection closes (the server returns without
+    finishing the answer it announced)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"answer": [', "more_body": True})
+
+
+def misdirected(faults: ApiFaults) -> tuple[int, Response] | None:
+    """What a server that is not the API, or a broken one, answers instead (settings `moved_to`,
+    `html_rate`, `cut_rate`); None to answer normally."""
+    s = faults.settings
+    if s.moved_to is not None:
+        return s.moved_status, Response(status_code=s.moved_status, headers={"Location": s.moved_to})
+    if faults.chance(s.html_rate):
+        return 200, HTMLResponse(WEB_PAGE)
+    if faults.chance(s.cut_rate):
+        return 200, CutAnswer()
+    return None
 
 
 async def json_body(request: Request) -> Any:

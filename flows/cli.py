@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import importlib
 import os
-import signal
 import sys
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -138,23 +138,40 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--workers", type=int, help="chunks run at once (threads or Dask processes)")
     demo.set_defaults(run=_demo)
 
+    server = commands.add_parser("server", help="status of the Prefect server the runs share (when PREFECT_API_URL "
+                                 "is not set), or stop it")
+    server.add_argument("action", choices=("status", "stop"))
+
     args = parser.parse_args(argv)
-    # SIGTERM (a cancelled deployment run, a CI timeout) unwinds like Ctrl+C: emulators and a
-    # Prefect server started here are stopped, nothing is left running.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    if args.command == "server":
+        from tasks.engine.server import server_command
+
+        return server_command(args.action)
+    from tasks.engine.interrupt import interruptible
+
+    atexit.register(gc.freeze)  # runs last: the interpreter's teardown then skips a 0.4 s collection of Prefect's objects
+    with interruptible() as interruption:  # Ctrl-C, SIGTERM: one line; the run is marked Crashed and resumes
+        try:
+            return _run(args)
+        except BaseException:  # KeyboardInterrupt, or Prefect's TerminationSignal during a flow run
+            if interruption.signum is None:
+                raise
+            return interruption.exit_code
+
+
+def _run(args) -> int:
     from tasks.engine.console import hide_tracebacks
     from tasks.engine.outcomes import FatalError, MachineryError
     from tasks.engine.progress import enable_terminal_bar
-    from tasks.engine.runners import is_dask, local_prefect_server
+    from tasks.engine.server import prefect_backend
     from tasks.engine.tables import InputError
 
     if sys.stderr.isatty():
         enable_terminal_bar()
     if not args.debug:
         hide_tracebacks()
-    needs_server = is_dask(getattr(args, "runner", None) or "thread") and not os.environ.get("PREFECT_API_URL")
     try:
-        with local_prefect_server() if needs_server else nullcontext():
+        with prefect_backend():  # PREFECT_API_URL, else the shared server of PREFECT_HOME (tasks/engine/server.py)
             figures = args.run(args)
     except (FatalError, MachineryError, InputError, ValueError, FileNotFoundError, RuntimeError) as error:
         if args.debug:

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from emulators import Emulator  # noqa: E402
-from tasks.engine.runners import local_prefect_server  # noqa: E402
+from tasks.engine.server import temporary_server  # noqa: E402
 
 API_KEY = "test-key-Zq8v1Lw5"
 
@@ -27,7 +27,7 @@ API_KEY = "test-key-Zq8v1Lw5"
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real `prefect server start` (Dask workers need one; it also makes flow calls fast)."""
-    with local_prefect_server() as url:
+    with temporary_server() as url:
         yield url
 
 

@@ -25,7 +25,7 @@ def test_mixed_bad_rows_are_recorded_and_good_rows_processed(workspace, emulator
         b"u7,-5,dining,700,Austin\n"         # the API refuses it (422)
         b"u8,450,online,690,Miami\n"
     )
-    assert cli(workspace, emulator, users) == 0
+    assert cli(workspace, emulator, users) == 1  # more than half the rows failed: after the whole output
     out = read_table(workspace / "out.csv")
     assert out.user_id.tolist() == ["u1", "u2", "u3", "u4", "", "u1", "u7", "u8"]
     assert out.status.tolist() == ["ok", "failed", "failed", "failed", "failed", "failed", "failed", "ok"]
@@ -38,7 +38,9 @@ def test_mixed_bad_rows_are_recorded_and_good_rows_processed(workspace, emulator
     assert errors[6] == "HTTP 422: monthly_spend: Input should be greater than or equal to 0"
     stats = emulator.stats("cards")
     assert stats["total"] == 3 and set(stats["repeated_keys"]) == set()  # u1, u7, u8 only
-    assert "2 ok, 6 failed" in capsys.readouterr().out
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "batchflows: error: 6 of 8 rows failed (75%, more than the 50% a run accepts); most common problem: "
+        f"column monthly_spend: '…' is not a number (1 row); output written to {workspace / 'out.csv'}")
 
 
 def test_whole_file_problems_stop_before_any_request(workspace, emulator, capsys):

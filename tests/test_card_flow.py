@@ -107,7 +107,7 @@ def test_transient_failures_get_a_follow_up_pass_and_reruns_skip_paid_work(works
     assert figures["passes"] == 2 and figures["http_5xx"] > 100
     failed = out[out.status == "failed"]
     assert len(out) == 500 and 0 < len(failed) < 100  # pass 2 fixed most of pass 1's ~150 failures
-    assert failed.error.str.startswith("gave up after 1 attempts: HTTP 50").all()
+    assert failed.error.str.startswith("gave up after 2 attempts over 2 passes: HTTP 50").all()  # 1 per pass
     first_run_ok = emulator.stats("cards")["ok_keys"]
     emulator.configure("cards", error_rate=0.0)
     figures, out, _ = run_flow(workspace, emulator, rows=500, processing={"max_attempts": 1})

@@ -18,7 +18,7 @@ from conftest import latest_run_artifacts, read_table
 from test_card_flow import expected_top_card
 
 from flows.personalised_emails import personalised_emails
-from tasks.engine.runners import stop_process_group
+from tasks.engine.server import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"

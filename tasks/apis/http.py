@@ -3,28 +3,35 @@
 One `ApiClient` per chunk execution: an `httpx.AsyncClient` on the aiohttp transport (httpx's own
 transport collapses at high concurrency), the shared `RateLimiter`, and a retry loop that turns
 every outcome into a response, a `RowError` (the row fails, the batch goes on) or a `FatalError`
-(nothing will work: wrong key, so the run stops).
+(nothing will work: wrong key, a URL without scheme, an API unreachable from the start, so the
+run stops). Redirects are followed only where that is safe (see `ApiClient.request`).
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import email.utils
+import enum
 import random
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from tasks.engine.job import Limiter, Limits
-from tasks.engine.outcomes import CallStats, FatalError, RowError
+from tasks.engine.outcomes import FIRST_CALLS, CallStats, FatalError, GaveUp, RowError
 from tasks.engine.secrets import Secret
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504, 529}
 FATAL_STATUSES = {401, 403}
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+PERMANENT_REDIRECTS = {301, 308}
+MAX_REDIRECTS = 5
 
 
 @dataclass
@@ -118,6 +125,55 @@ class ErrorAnswer(Exception):
         self.response = response
 
 
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and what caused it, outermost first."""
+    chain: list[BaseException] = []
+    while error is not None and all(error is not seen for seen in chain):
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+class NoAnswer(enum.Enum):
+    """Why a request got no answer."""
+
+    URL = "the URL can never work"
+    UNREACHABLE = "connection refused, unknown host"
+    TIMEOUT = "timed out"
+    CONNECTION = "closed, reset ..."
+
+
+@dataclass(frozen=True)
+class TransportFailure:
+    kind: NoAnswer
+    text: str
+
+    @classmethod
+    def of(cls, error: BaseException) -> "TransportFailure":
+        chain = _chain(error)
+
+        def found(kind):
+            return next((e for e in chain if isinstance(e, kind)), None)
+
+        if found((httpx.UnsupportedProtocol, httpx.InvalidURL, aiohttp.InvalidURL)):
+            return cls(NoAnswer.URL, str(error))
+        if found(ConnectionRefusedError):
+            return cls(NoAnswer.UNREACHABLE, "connection refused")
+        if (unknown := found(socket.gaierror)) is not None:
+            return cls(NoAnswer.UNREACHABLE, f"host name not resolved ({unknown.strerror or unknown})")
+        # httpx-aiohttp maps aiohttp's connection errors to timeouts: a real one has no other aiohttp error
+        mislabelled = any(isinstance(e, aiohttp.ClientError) and not isinstance(e, TimeoutError) for e in chain)
+        if isinstance(error, TimeoutError) or (isinstance(error, httpx.TimeoutException) and not mislabelled):
+            return cls(NoAnswer.TIMEOUT, "")
+        cause = next((e for e in chain if not isinstance(e, httpx.HTTPError)), error)
+        return cls(NoAnswer.CONNECTION, f"connection error: {type(cause).__name__}: {cause}"[:300])
+
+
+def _shown(url: httpx.URL) -> str:
+    """A URL for a message: without its query (it may carry a key)."""
+    return str(url.copy_with(query=None, fragment=None))
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One try's outcome: a `result`, or a `problem` (with the HTTP `status` of the answer that
@@ -147,8 +203,12 @@ class ApiClient:
         token_limiter: Limiter | None = None,
         retry: RetryPolicy | None = None,
         status_of: Callable[[Any], int] | None = None,
+        name: str = "",
     ):
         self.base_url, self.headers, self.params, self.timeout = base_url, headers or {}, params or {}, timeout
+        self.name = name or base_url
+        self.first_calls = FIRST_CALLS.get()  # sent before the run saw a row succeed (tasks/engine/outcomes.py)
+        self.answered = False  # the API answered this client at least once (any status)
         self.status_of = status_of  # for APIs that put the outcome in the body (Google: HTTP 200 + "status")
         self.concurrency, self.limiter, self.token_limiter = concurrency, limiter, token_limiter
         self.retry = retry or RetryPolicy()
@@ -176,8 +236,34 @@ class ApiClient:
             limiter.close()
 
     async def request(self, method: str, url: str, tokens: int = 0, **kwargs: Any) -> httpx.Response:
-        """Send with retries; returns a 2xx/3xx response or raises RowError / FatalError."""
-        return await self.call(lambda: self._client.request(method, url, **kwargs), tokens)
+        """Send with retries; returns a response under 400 or raises RowError / FatalError.
+
+        Redirects (301, 302, 303, 307, 308) are followed only to the same scheme, host and port
+        (headers with keys never go to another host), for GET and HEAD, and for any method after a
+        307 or 308 (they keep the method and the body). Any other redirect fails the row with the
+        status and the Location (a POST is never turned into a GET that drops its body)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self.call(lambda: self._client.request(method, url, **kwargs), tokens)
+            if response.status_code not in REDIRECT_STATUSES:
+                return response
+            url = self._redirect_target(method, response)
+            kwargs.pop("params", None)  # the Location has the whole query
+        raise RowError(f"HTTP {response.status_code} to {_shown(httpx.URL(url))}: more than {MAX_REDIRECTS} "
+                       f"redirects; check the base URL", status=response.status_code)
+
+    def _redirect_target(self, method: str, response: httpx.Response) -> httpx.URL:
+        """Where a redirect may be followed, or the row's RowError."""
+        status, location = response.status_code, response.headers.get("location")
+        if not location:
+            raise RowError(f"HTTP {status} without a Location; check the base URL", status=status)
+        target = response.request.url.join(location)
+        same_origin = (target.scheme, target.host, target.port) == (response.request.url.scheme,
+                                                                     response.request.url.host, response.request.url.port)
+        if same_origin and (method.upper() in ("GET", "HEAD") or status in (307, 308)):
+            return target
+        advice = "the API moved; update the base URL" if status in PERMANENT_REDIRECTS else \
+            f"not followed for {method.upper()} to {'this' if same_origin else 'another'} host; check the base URL"
+        raise RowError(f"HTTP {status} to {_shown(target)}: {advice}", status=status)
 
     async def call(self, send: Callable[[], Awaitable[Any]], tokens: int = 0) -> Any:
         """Run `send()` with the rate limits (`tokens`: its estimated cost against a tokens/min
@@ -195,11 +281,24 @@ class ApiClient:
             throttled += attempt.status == 429
             attempts += attempt.status != 429
             if attempts >= self.retry.max_attempts or throttled > self.retry.max_throttled:
-                raise RowError(f"gave up after {attempts + throttled} attempts: {attempt.problem}", retryable=True,
-                               status=attempt.status)
+                raise GaveUp(attempt.problem, attempts + throttled, status=attempt.status)
             self.stats.retries += 1
             wait = attempt.wait if attempt.wait is not None else self.retry.backoff(attempts + throttled)
             await asyncio.sleep(wait)
+
+    def _no_answer(self, failure: TransportFailure) -> Attempt:
+        """A try that got no answer: the problem to retry, or a FatalError when no call can work."""
+        if failure.kind is NoAnswer.URL:
+            raise FatalError(f"the {self.name} API's URL {self.base_url!r} cannot be used ({failure.text}): "
+                             f"it needs http:// or https:// and a host")
+        if failure.kind is NoAnswer.UNREACHABLE and self.first_calls and not self.answered:
+            raise FatalError(f"the {self.name} API at {self.base_url} cannot be reached ({failure.text}) on the "
+                             f"first calls of the run: check the URL and that the server is up")
+        if failure.kind is NoAnswer.TIMEOUT:
+            self.stats.timeouts += 1
+            return Attempt(problem=f"timed out after {self.timeout:g} s")
+        self.stats.connection_errors += 1
+        return Attempt(problem=failure.text if failure.kind is NoAnswer.CONNECTION else f"connection error: {failure.text}")
 
     def pause_all(self, seconds: float) -> None:
         for limiter in self.limiters:
@@ -212,12 +311,9 @@ class ApiClient:
                 result = await send()
         except ErrorAnswer as error:
             result = error.response
-        except (TimeoutError, httpx.TimeoutException):
-            self.stats.timeouts += 1
-            return Attempt(problem=f"timed out after {self.timeout:g} s")
-        except (httpx.TransportError, ConnectionError) as error:
-            self.stats.connection_errors += 1
-            return Attempt(problem=f"connection error: {type(error).__name__}: {error}"[:300])
+        except (TimeoutError, httpx.TransportError, ConnectionError) as error:
+            return self._no_answer(TransportFailure.of(error))
+        self.answered = True
         status = self.status_of(result) if self.status_of else getattr(result, "status_code", 200)
         if status < 400:
             return Attempt(result=result)
@@ -275,4 +371,4 @@ class ApiSpec:
         return ApiClient(self.base_url, headers=headers, params=params, timeout=self.timeout, concurrency=concurrency,
                          limiter=self.limiter(limits, self.rate_per_second),
                          token_limiter=self.limiter(limits, self.tokens_per_second, "#tokens", self.max_call_tokens),
-                         retry=self.retry, status_of=self.status_of)
+                         retry=self.retry, status_of=self.status_of, name=self.name)

@@ -22,8 +22,10 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.engine.job import Job, Record, RowStatus
 from tasks.engine.outcomes import (
+    FIRST_CALLS,
     CallStats,
     FatalError,
+    GaveUp,
     MachineryError,
     Partial,
     RowError,
@@ -31,7 +33,7 @@ from tasks.engine.outcomes import (
 )
 
 FLUSH_SECONDS = 0.25
-ENGINE_COLUMNS = ("_row", "_input_error")  # not for the handler; `_retry` is
+ENGINE_COLUMNS = ("_row", "_input_error", "_attempts", "_passes")  # not for the handler; `_retry` is
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class ChunkWork:
 
     index: int
     digest: str  # the chunk's content digest: its journal's name
-    rows: pd.DataFrame
+    rows: pd.DataFrame  # `_attempts` and `_passes`: what earlier tries of a row that gave up cost
     source: str = ""  # the input file's name, for error messages
+    first: bool = False  # sent before the run saw any row succeed (see outcomes.FIRST_CALLS)
 
 
 @dataclass
@@ -78,7 +81,7 @@ def process_chunk(chunk: ChunkWork, job: Job, channel: Any) -> ChunkReport:
     stats, children = CallStats(), 0.0
     if rows:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # uvloop: less CPU per request
-            stats, children = runner.run(_process_rows(rows, job, link, chunk.source))
+            stats, children = runner.run(_process_rows(rows, job, link, chunk.source, chunk.first))
     return ChunkReport(chunk.index, len(rows), stats, f"{socket.gethostname()}:{os.getpid()}",
                        round(time.monotonic() - started, 3), {"worker": peak_rss_mb(), "children": children})
 
@@ -133,8 +136,24 @@ def record_of(number: int, outcome: Any) -> Record:
     return {"row": number, "status": RowStatus.OK.value, "error": "", "result": outcome}
 
 
-async def _process_rows(rows: list[dict], job: Job, link: Any, source: str) -> tuple[CallStats, float]:
-    """Returns the clients' call stats, and the peak RSS (MiB) of child processes clients ran, if any."""
+def failure_record(number: int, error: RowError, row: dict, source: str) -> Record:
+    """A failed row's journal record; a call that gave up counts the attempts of the row's earlier tries."""
+    record = {"row": number, "status": RowStatus.FAILED.value, "retryable": error.retryable}
+    if error.bad_input:
+        record.update(error=f"{source} row {number}, {error}", bad_input=True)
+    elif isinstance(error, GaveUp):
+        error = error.after(int(row.get("_attempts") or 0), int(row.get("_passes") or 0))
+        record.update(error=str(error), attempts=error.attempts, passes=error.passes)
+    else:
+        record["error"] = str(error)
+    return record
+
+
+async def _process_rows(rows: list[dict], job: Job, link: Any, source: str,
+                        first: bool = False) -> tuple[CallStats, float]:
+    """Returns the clients' call stats, and the peak RSS (MiB) of child processes clients ran, if any.
+    `first`: no row of the run has succeeded yet (an unreachable API is then fatal)."""
+    FIRST_CALLS.set(first)
     clients = {resource.name: resource.client(job.concurrency, link.limits) for resource in job.resources}
     buffer = RecordBuffer(link, clients)
 
@@ -144,8 +163,7 @@ async def _process_rows(rows: list[dict], job: Job, link: Any, source: str) -> t
             record = record_of(number, await job.handler({k: v for k, v in row.items() if k not in ENGINE_COLUMNS},
                                                          clients))
         except RowError as error:
-            text = f"{source} row {number}, {error}" if error.bad_input else str(error)
-            record = {"row": number, "status": RowStatus.FAILED.value, "error": text, "retryable": error.retryable}
+            record = failure_record(number, error, row, source)
         except (FatalError, MachineryError):
             raise
         except Exception as error:  # an unexpected answer: the row fails, the chunk goes on

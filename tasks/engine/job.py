@@ -125,7 +125,8 @@ class Job:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a run is spread: chunk size, runner, chunks at once, rows in flight, passes."""
+    """How a run is spread (chunk size, runner, chunks at once, rows in flight, passes) and when it
+    fails as a whole (tasks/engine/brake.py)."""
 
     chunk_size: int = 200
     runner: str = "thread"  # thread | dask | tcp://scheduler:8786
@@ -136,3 +137,5 @@ class RunOptions:
     sheet: str | None = None
     encoding: str = "utf-8-sig"
     retry_passes: int = 1  # follow-up passes for rows that failed transiently
+    brake_rows: int = 100  # the run stops when its first N rows sent all fail for good (fewer rows: all); 0: never
+    max_failed_fraction: float | None = 0.5  # more failed rows than this: the run fails after writing its output

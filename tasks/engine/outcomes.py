@@ -3,6 +3,7 @@ fails, the batch goes on), a `FatalError` (no row can succeed: the run stops) or
 (our own store or cache failed: not the row's fault); and the HTTP figures a chunk reports (`CallStats`)."""
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -19,12 +20,45 @@ class RowError(Exception):
         self.retryable, self.bad_input, self.status = retryable, bad_input, status
 
 
+class GaveUp(RowError):
+    """A call failed on every attempt (transiently: retryable). `attempts` counts the requests sent
+    for it, over `passes` tries of the row (the follow-up pass and reruns try it again)."""
+
+    def __init__(self, problem: str, attempts: int, status: int | None = None, passes: int = 1):
+        self.problem, self.attempts, self.passes = problem, attempts, passes
+        over = f" over {passes} passes" if passes > 1 else ""
+        super().__init__(f"gave up after {attempts} attempts{over}: {problem}", retryable=True, status=status)
+
+    def after(self, attempts: int, passes: int) -> "GaveUp":
+        """The same failure counted with the attempts and passes of the row's earlier tries."""
+        return GaveUp(self.problem, self.attempts + attempts, self.status, self.passes + passes)
+
+
 class FatalError(Exception):
     """No row can succeed (e.g. the API rejects the key): stop the run with this message."""
 
 
 class Stopped(FatalError):
     """A chunk was told to stop: another chunk met a FatalError, or its flow run is gone."""
+
+
+class Braked(FatalError):
+    """The run stopped itself: its rows failed systematically (tasks/engine/brake.py)."""
+
+
+class TooManyFailed(FatalError):
+    """The run finished, its output is written, but more of its rows failed than the run accepts
+    (`RunOptions.max_failed_fraction`). `figures` are the run's figures, for a flow that writes
+    more outputs before it fails."""
+
+    def __init__(self, message: str, figures: dict[str, Any]):
+        super().__init__(message)
+        self.figures = figures
+
+
+FIRST_CALLS: ContextVar[bool] = ContextVar("first_calls", default=False)
+"""True in a chunk sent before its run saw any row succeed: an API that cannot be reached then
+(connection refused, unknown host) stops the run instead of failing every row after its retries."""
 
 
 @dataclass

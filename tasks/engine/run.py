@@ -1,6 +1,7 @@
 """The chunk engine's flow side: stage the input, send chunks to the runner in a sliding window
-(their rows travel with the task), take every finished row as it comes and journal it, retry
-transient failures in a follow-up pass, and write the output in input order with a run summary.
+(their rows travel with the task; tasks/engine/dispatch.py), take every finished row as it comes and
+journal it, retry transient failures in a follow-up pass, stop on systematic failure (the brake),
+and write the output in input order with a run summary.
 
 Every flow calls `run_job(job, input, output, RunOptions(...))`. What must stay consistent (the
 journal, the stores behind `job.hooks`) lives here, on the flow side: workers only compute, so a
@@ -9,10 +10,8 @@ Dask cluster needs nothing in common with the flow but the network (tasks/engine
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import queue
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,11 +21,12 @@ import pandas as pd
 from prefect import get_run_logger
 
 from tasks.engine import storage
+from tasks.engine.brake import Brake, rows_text
 from tasks.engine.channel import ClusterChannel, LocalChannel
-from tasks.engine.chunk import ChunkReport, ChunkWork, process_chunk
-from tasks.engine.job import Job, Record, RowStatus, RunOptions
+from tasks.engine.dispatch import Dispatcher, Tally
+from tasks.engine.job import Job, RunOptions
 from tasks.engine.journal import Journal, assemble_output, needs_work, open_journal
-from tasks.engine.outcomes import CallStats, FatalError, MachineryError
+from tasks.engine.outcomes import FatalError, MachineryError, TooManyFailed
 from tasks.engine.progress import (
     Progress,
     duration,
@@ -35,10 +35,8 @@ from tasks.engine.progress import (
     summary_markdown,
 )
 from tasks.engine.runners import is_dask, make_task_runner, parallel_chunks
-from tasks.engine.staging import ChunkRef, frame_digest, input_problem, stage_input
+from tasks.engine.staging import ChunkRef, frame_digest, stage_input
 from tasks.engine.tables import read_chunks
-
-COLLECT_SECONDS = 0.25  # how often the flow takes finished rows from the channel
 
 
 def default_work_dir() -> str:
@@ -59,141 +57,6 @@ def cost_facts(sums: Counter, rows: int, full_rows: int | None) -> dict[str, str
     if full_rows is not None:
         facts[f"projected cost of all {full_rows:,} rows"] = f"${projected_cost(sums['cost_usd'], rows, full_rows):,.2f}"
     return facts
-
-
-@dataclasses.dataclass
-class Tally:
-    """What the chunks did in this run: executions, failures, HTTP figures, rows finished."""
-
-    reports: list[ChunkReport] = dataclasses.field(default_factory=list)
-    chunk_errors: dict[int, str] = dataclasses.field(default_factory=dict)
-    stats: CallStats = dataclasses.field(default_factory=CallStats)
-    workers: Counter = dataclasses.field(default_factory=Counter)
-    peak_rss: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # worker -> MiB
-    done_before: int = 0  # chunks with nothing left to do when the run began
-    passes: int = 0
-    rows_done: int = 0
-    totals: Counter = dataclasses.field(default_factory=Counter)
-    fatal: FatalError | None = None
-
-    def take(self, report: ChunkReport) -> None:
-        self.reports.append(report)
-        self.stats.add(report.stats)
-        self.workers[report.worker] += 1
-        seen = self.peak_rss.setdefault(report.worker, {})
-        for name, mib in report.peak_rss_mb.items():
-            seen[name] = max(seen.get(name, 0.0), mib)
-
-    def count(self, record: Record, totals: tuple[str, ...]) -> None:
-        self.rows_done += 1
-        for name in totals:
-            value = (record.get("result") or {}).get(name)
-            if isinstance(value, (int, float)):
-                self.totals[name] += value
-
-
-@dataclasses.dataclass
-class InFlight:
-    """A chunk sent to the runner: the rows it carries (for the flow-side hooks)."""
-
-    chunk: ChunkRef
-    rows: dict[int, dict[str, Any]]
-
-
-class Dispatcher:
-    """Sends chunks in a sliding window (memory stays flat), takes finished rows from the channel."""
-
-    def __init__(self, job: Job, journal: Journal, channel: Any, inbox: Any, progress: Progress, tally: Tally):
-        self.job, self.journal, self.channel, self.inbox = job, journal, channel, inbox
-        self.progress, self.tally = progress, tally
-        self.sent_job = dataclasses.replace(job, hooks=None)  # the hooks and their stores stay here
-        self.in_flight: dict[str, InFlight] = {}  # chunk digest ->
-        self.finished: queue.SimpleQueue = queue.SimpleQueue()
-        self.calls = CallStats()  # as they happen, for the timeline (the run's figures come from the chunk reports)
-
-    def record(self, digest: str, records: list[Record]) -> None:
-        """Journal rows answered on the flow side (input problems, known from a store)."""
-        self.journal.append(digest, [json.dumps(r, ensure_ascii=False, default=str) for r in records])
-        for record in records:
-            self.tally.count(record, self.job.totals)
-
-    def prepare(self, chunk: ChunkRef) -> ChunkWork | None:
-        """The chunk's rows that still need work; those answered here are journaled at once."""
-        records = self.journal.read(chunk.digest)
-        frame = chunk.frame()
-        frame = frame[[needs_work(records.get(n)) for n in frame["_row"]]]
-        if frame.empty:
-            return None
-        duplicates, answered, rows = dict(chunk.duplicates), [], []
-        for row in frame.to_dict("records"):
-            problem = input_problem(row, self.job.key_column, duplicates, chunk.source)
-            if problem:
-                answered.append({"row": row["_row"], "status": RowStatus.FAILED.value, "error": problem,
-                                 "retryable": False})
-            else:
-                rows.append(row)
-        if self.job.hooks is not None and rows:
-            rows, known = self.job.hooks.prepare(rows)
-            answered += known
-        self.record(chunk.digest, answered)
-        if not rows:
-            return None
-        self.in_flight[chunk.digest] = InFlight(chunk, {row["_row"]: row for row in rows})
-        return ChunkWork(chunk.index, chunk.digest, pd.DataFrame(rows, dtype=object), chunk.source)  # values as they are
-
-    def collect(self) -> None:
-        """Journal the rows the channel brought, hand them to the hooks, move the progress."""
-        taken = self.inbox.take()
-        self.calls.add(taken.calls)
-        for digest, lines in taken.lines.items():
-            self.journal.append(digest, lines)
-            flight = self.in_flight.get(digest)
-            for line in lines:
-                record = json.loads(line)
-                self.tally.count(record, self.job.totals)
-                if flight is not None and self.job.hooks is not None and record["row"] in flight.rows:
-                    self.job.hooks.finished(flight.rows[record["row"]], record)
-        if taken.lines and self.job.hooks is not None:
-            self.job.hooks.flush()
-        if taken.lines or taken.calls:
-            self.progress.update(self.tally.rows_done, totals=self.tally.totals, calls=self.calls)
-
-    def run_pass(self, task_runner: Any, chunks: list[ChunkRef], window: int) -> None:
-        pending, futures = iter(chunks), {}
-        while True:
-            while len(futures) < window and self.tally.fatal is None:
-                chunk = next(pending, None)
-                if chunk is None:
-                    break
-                work = self.prepare(chunk)
-                if work is None:
-                    continue
-                future = task_runner.submit(process_chunk, {"chunk": work, "job": self.sent_job, "channel": self.channel})
-                futures[id(future)] = (future, chunk)
-                future.add_done_callback(lambda f: self.finished.put(id(f)))
-            if not futures:
-                return
-            try:
-                done = [self.finished.get(timeout=COLLECT_SECONDS)]
-            except queue.Empty:
-                done = []
-            self.collect()  # after a chunk ends, its last rows are already with the channel
-            for key in done:
-                future, chunk = futures.pop(key)
-                self.settle(future, chunk)
-
-    def settle(self, future: Any, chunk: ChunkRef) -> None:
-        try:
-            self.tally.take(future.result())
-            self.tally.chunk_errors.pop(chunk.index, None)
-        except FatalError as error:
-            if self.tally.fatal is None:
-                self.tally.fatal = error
-                self.inbox.abort(str(error))
-        except Exception as error:
-            self.tally.chunk_errors[chunk.index] = f"{type(error).__name__}: {error}"[:300]
-        self.in_flight.pop(chunk.digest, None)
-        self.inbox.forget(chunk.digest)
 
 
 def rows_done(journal: Journal, chunks: list[ChunkRef]) -> dict[int, int]:
@@ -231,6 +94,7 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
     if tally.done_before:
         progress.logger.info(f"{job.name}: {tally.done_before} of {len(chunks)} chunks finished in an earlier run; "
                              f"{sum(c.rows for c in chunks) - tally.rows_done:,} rows to go")
+    dispatcher = None
     try:
         with make_task_runner(options.runner, options.workers) as task_runner:
             at_once = max(1, min(parallel_chunks(options.runner, options.workers, task_runner), len(chunks)))
@@ -238,7 +102,8 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
                 job = dataclasses.replace(job, concurrency=max(1, math.ceil(options.total_concurrency / at_once)))
             check_workers(job, options, task_runner)
             channel, inbox = open_channel(job, chunks, options, task_runner)
-            dispatcher = Dispatcher(job, journal, channel, inbox, progress, tally)
+            brake = Brake(min(options.brake_rows, sum(c.rows for c in chunks) - tally.rows_done))
+            dispatcher = Dispatcher(job, journal, channel, inbox, progress, tally, brake)
             try:
                 while pending and tally.passes <= options.retry_passes and tally.fatal is None:
                     tally.passes += 1
@@ -248,10 +113,15 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
                     dispatcher.run_pass(task_runner, pending, at_once + 1)
                     done = rows_done(journal, chunks)
                     pending = [c for c in chunks if done[c.index] < c.rows and c.index not in tally.chunk_errors]
+            except BaseException:  # Ctrl-C, SIGTERM, an error here: the chunks stop at their next send (0.25 s)
+                inbox.abort("the flow run stopped")
+                raise
             finally:
                 dispatcher.collect()
                 inbox.close()
     finally:
+        if dispatcher is not None and not is_dask(options.runner):
+            dispatcher.collect()  # what the chunk threads sent while they stopped (the runner waited for them)
         progress.close()
     return tally
 
@@ -260,8 +130,10 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
             facts: dict[str, Any] | None = None, projected_rows: int | None = None) -> dict[str, Any]:
     """Run `job` over every row of the input; returns the run's figures (also published as artifact).
     The cost is projected to `projected_rows` (default: all the input's rows when `limit` is given).
-    A fatal error, or a chunk that failed for a reason that is not a row's, fails the run loudly
-    after the output is written (its rows say `not processed`)."""
+    A fatal error, the brake (rows failing systematically: tasks/engine/brake.py), or a chunk that
+    failed for a reason that is not a row's, fails the run loudly after the output is written (the
+    rows not sent say `not processed: <why>`); so does a run with more than
+    `options.max_failed_fraction` of its rows failed (`TooManyFailed`)."""
     logger = get_run_logger()
     started = time.monotonic()
     chunks = stage_input(job, input_path, options)
@@ -321,21 +193,34 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
         index, error = next(iter(tally.chunk_errors.items()))
         raise MachineryError(f"{len(tally.chunk_errors)} chunk(s) failed, not for a reason of their rows "
                              f"(chunk {index}: {error}); the output says which rows were not processed")
+    check_failed_fraction(figures, reasons, options.max_failed_fraction)
     return figures
+
+
+def check_failed_fraction(figures: dict[str, Any], reasons: Counter, max_fraction: float | None) -> None:
+    """TooManyFailed when more than `max_fraction` of the run's rows failed (the output is written)."""
+    failed, rows = figures["failed"], figures["rows"]
+    if max_fraction is None or not rows or failed / rows <= max_fraction:
+        return
+    reason, count = reasons.most_common(1)[0]
+    raise TooManyFailed(f"{failed:,} of {rows:,} rows failed ({failed / rows:.0%}, more than the "
+                        f"{max_fraction:.0%} a run accepts); most common problem: {reason} ({rows_text(count)}); "
+                        f"output written to {figures['output']}", figures)
 
 
 
 
 def run_job_on_frame(job: Job, frame: pd.DataFrame, options: RunOptions) -> tuple[dict[str, Any], pd.DataFrame]:
     """`run_job` over an in-memory table (written under the work dir, named by its content, so a
-    rerun with the same rows resumes); returns the figures and the output rows in order."""
+    rerun with the same rows resumes); returns the figures and the output rows in order. The flow
+    that called it judges the failed rows (`max_failed_fraction` does not apply: it has more to write)."""
     folder = job.local_dir / "frames" / job.name
     folder.mkdir(parents=True, exist_ok=True)
     digest = frame_digest(frame)
     source, output = folder / f"{digest}.csv", folder / f"{digest}.out.jsonl"
     frame.to_csv(source, index=False)
     try:
-        figures = run_job(job, source, output, options)
+        figures = run_job(job, source, output, dataclasses.replace(options, max_failed_fraction=None))
         return figures, pd.read_json(output, lines=True, dtype=False) if output.stat().st_size else frame.iloc[:0]
     finally:
         source.unlink(missing_ok=True)
