@@ -178,11 +178,10 @@ def _run(args) -> int:
             raise
         print(f"batchflows: error: {error}", file=sys.stderr)
         return 1
-    if "failed" in figures:
-        partial = "".join(f"{n:,} {status}, " for status, n in figures.get("statuses", {}).items()
-                          if status not in ("ok", "failed"))  # partial, and a workload's own (unsupported ...)
-        print(f"{figures['ok']:,} ok, {partial}{figures['failed']:,} failed (reasons in the 'error' column) of "
-              f"{figures['rows']:,} rows in {figures['wall_seconds']} s -> {figures['output']}")
+    if "statuses" in figures:  # every status as the output says it (success, unsupported, timeout ...)
+        counts = ", ".join(f"{n:,} {status}" for status, n in figures["statuses"].items())
+        print(f"{counts} (reasons in the 'error' column) of {figures['rows']:,} rows in {figures['wall_seconds']} s "
+              f"-> {figures['output']}")
     return 0
 
 

@@ -93,7 +93,7 @@ def test_file_metadata_reads_a_tree_every_worker_mounts(workspace, fresh_isolate
         write(root / f"f{n:02d}.{write.__name__.removeprefix('write_')}")
     dask = file_metadata(str(root), str(workspace / "dask.jsonl"), chunk_size=4, runner=cluster.address)
     thread = file_metadata(str(root), str(workspace / "thread.jsonl"), chunk_size=4)
-    assert dask["requests"] == 12 and dask["statuses"] == {"ok": 12}
+    assert dask["requests"] == 12 and dask["statuses"] == {"ok": 12, "failed": 0}
     assert thread["requests"] == 0  # known from the cluster run: the flow side kept every outcome
     drop = lambda frame: frame.drop(columns=["elapsed_ms"])  # noqa: E731
     pd.testing.assert_frame_equal(drop(pd.read_json(workspace / "dask.jsonl", lines=True)),

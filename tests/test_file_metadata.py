@@ -116,7 +116,7 @@ def test_rerun_parses_only_files_that_changed(workspace):
     samples.write_looping_jpeg(root / "loop.jpg")
     first = file_metadata(str(root), str(out), timeout=1.0, chunk_size=4)
     before = read_output(out)
-    assert first["requests"] == 12 and first["statuses"] == {"ok": 11, "timeout": 1}
+    assert first["requests"] == 12 and first["statuses"] == {"ok": 11, "failed": 0, "timeout": 1}
 
     again = file_metadata(str(root), str(out), timeout=1.0, chunk_size=4)
     assert (again["requests"], again["chunks_done_before"]) == (0, again["chunks"])  # nothing parsed again

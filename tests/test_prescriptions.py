@@ -169,6 +169,7 @@ def test_a_killed_run_reruns_without_downloading_or_extracting_finished_files_ag
     done = run_cli(*command[3:], env={"ANTHROPIC_API_KEY": KEY})
     assert done.returncode == 0, done.stderr
     assert [r["status"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["success"] * 40
+    assert "40 success, 0 failed (reasons in the 'error' column)" in done.stdout  # the file's words
     documents, downloads = apis.stats("anthropic")["documents"], apis.stats("drive")["media_calls"]
     assert 20 <= before < 40 and documents - 40 <= 4 + 4  # in flight at the kill + the last 0.25 s unjournaled
     assert downloads - 40 <= 4  # only downloads cut short; a file waiting for Claude stays on disk

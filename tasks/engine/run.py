@@ -156,6 +156,9 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
     seconds = time.monotonic() - started
     processed = sum(report.processed for report in tally.reports)
     stats = tally.stats
+    statuses = {job.ok_label if status == "ok" else status: n  # as the output says them: ok and failed, and
+                for status, n in {"ok": 0, "partial": 0, "failed": 0, **counts}.items()  # every other one met
+                if n or status in ("ok", "failed")}
     figures = {
         "output": str(output_path), "rows": total_rows, "ok": counts["ok"], "partial": counts["partial"],
         "failed": counts["failed"], **{name: round(value, 6) for name, value in sums.items()},
@@ -165,16 +168,14 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
         "wall_seconds": round(seconds, 2), "rows_per_second": round(total_rows / seconds, 1) if seconds else 0.0,
         "processing_rows_per_second": round(processed / max(processed_at - staged_at, 1e-9), 1),
         "failure_reasons": dict(reasons.most_common(20)), "chunks_per_worker": dict(tally.workers),
-        "statuses": dict(counts), "peak_rss_mb": tally.peak_rss,
+        "statuses": statuses, "peak_rss_mb": tally.peak_rss,
     }
     if full_rows is not None:
         figures.update(input_rows=full_rows, projected_cost_usd=round(projected_cost(sums["cost_usd"], total_rows, full_rows), 4))
-    headline = ", ".join(f"{n:,} {status}" for status, n in counts.items()) + f" of {total_rows:,} rows"
+    headline = ", ".join(f"{n:,} {status}" for status, n in statuses.items()) + f" of {total_rows:,} rows"
     publish_summary(job.name, summary_markdown(f"{job.name} run summary", {
-        "output": f"`{storage.shown(output_path)}`", "rows": f"{total_rows:,}", "ok": f"{counts['ok']:,}",
-        "partial": f"{counts['partial']:,}", "failed": f"{counts['failed']:,}",
-        **{status: f"{n:,}" for status, n in counts.items() if status not in ("ok", "partial", "failed")},
-        **(facts or {}),
+        "output": f"`{storage.shown(output_path)}`", "rows": f"{total_rows:,}",
+        **{status: f"{n:,}" for status, n in statuses.items()}, **(facts or {}),
         **{name.replace("_", " "): f"{value:,}" for name, value in sums.items() if name != "cost_usd"},
         **cost_facts(sums, total_rows, full_rows), "chunks (done in an earlier run)": f"{len(chunks)} ({tally.done_before})",
         "passes": tally.passes, "requests sent": f"{stats.requests:,}", "retries": f"{stats.retries:,}",
@@ -185,8 +186,7 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
         "peak RSS per worker (its largest child process)": ", ".join(
             f"{w} {r['worker']:,.0f} MiB ({r['children']:,.0f} MiB)" for w, r in tally.peak_rss.items()) or "-",
     }, dict(reasons.most_common(20)), progress.timeline()), headline)
-    logger.info(f"{job.name}: done: {counts['ok']:,} ok, {counts['partial']:,} partial, {counts['failed']:,} failed of {total_rows:,} rows "
-                f"in {duration(seconds)}; output {output_path}")
+    logger.info(f"{job.name}: done: {headline} in {duration(seconds)}; output {output_path}")
     if tally.fatal is not None:
         raise tally.fatal
     if tally.chunk_errors:
