@@ -121,7 +121,7 @@ async def recommend_cards(row: dict[str, Any], clients: dict[str, ApiClient]) ->
     try:
         cards = response.json()["recommendations"]
     except (ValueError, KeyError, TypeError):
-        raise RowError(f"unexpected answer from the API: {response.text[:200]!r}") from None
+        raise RowError(f"unexpected answer from the API (HTTP {response.status_code}): {response.text[:200]!r}") from None
     top = cards[0] if cards else {}
     return {"recommended_card": top.get("card_name"), "issuer": top.get("issuer"),
             "annual_savings": top.get("annual_savings"), "recommendations_json": json.dumps(cards)}

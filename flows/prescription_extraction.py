@@ -40,7 +40,14 @@ from tasks.apis.extraction import (
 from tasks.apis.llm import LlmSpec, load_prices, price_for
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.lookups import LookupCache, RememberAnswers
-from tasks.engine.outcomes import Failed, FatalError, Partial, RowError
+from tasks.engine.outcomes import (
+    Braked,
+    Failed,
+    FatalError,
+    Partial,
+    RowError,
+    TooManyFailed,
+)
 from tasks.engine.params import (
     ChunkSize,
     Cli,
@@ -289,22 +296,26 @@ def prescription_extraction(
     options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency)
     facts = {"folder": f"`{folder_id}`", "files listed": f"{listed:,}", "model": model, "mode": mode}
     common = {"key_column": "id", "work_dir": work_dir, "version": version, "ok_label": "success"}
-    if mode == "realtime":
-        extracted = LookupCache(local_dir(work_dir) / "cache" / "prescriptions-extracted.sqlite")
-        job = Job("prescription-extraction", functools.partial(extract_file, **settings), RESULTS, (drive, llm),
-                  totals=RESULTS[1:], column_types=COLUMN_TYPES,
-                  hooks=RememberAnswers(extracted, functools.partial(file_key, version=version)), **common)
-        figures = run_job(job, listing, output_path, dataclasses.replace(options, limit=limit), facts=facts)
-    else:
-        batches = BatchSpec(llm, str(local_dir(work_dir) / "cache" / "message-batches.sqlite"), poll_seconds=poll_seconds)
-        submit = Job("prescriptions-submit", functools.partial(submit_file, version=version, **settings),
-                     ("batch_id",), (drive, batches), concurrency=chunk_size, **common)
-        submitted = str(folder / f"{name}-submitted-{version}.jsonl")
-        run_job(submit, listing, submitted, dataclasses.replace(options, limit=limit, total_concurrency=None))
-        collect = Job("prescription-extraction", functools.partial(collect_file, version=version, **settings),
-                      ("batch_id", *RESULTS), (drive, batches), concurrency=chunk_size, totals=RESULTS[1:],
-                      column_types=COLUMN_TYPES, **common)
-        figures = run_job(collect, submitted, output_path, dataclasses.replace(options, total_concurrency=None),
-                          facts=facts, projected_rows=listed if limit else None)
+    try:
+        if mode == "realtime":
+            extracted = LookupCache(local_dir(work_dir) / "cache" / "prescriptions-extracted.sqlite")
+            job = Job("prescription-extraction", functools.partial(extract_file, **settings), RESULTS, (drive, llm),
+                      totals=RESULTS[1:], column_types=COLUMN_TYPES,
+                      hooks=RememberAnswers(extracted, functools.partial(file_key, version=version)), **common)
+            figures = run_job(job, listing, output_path, dataclasses.replace(options, limit=limit), facts=facts)
+        else:
+            batches = BatchSpec(llm, str(local_dir(work_dir) / "cache" / "message-batches.sqlite"), poll_seconds=poll_seconds)
+            submit = Job("prescriptions-submit", functools.partial(submit_file, version=version, **settings),
+                         ("batch_id",), (drive, batches), concurrency=chunk_size, **common)
+            submitted = str(folder / f"{name}-submitted-{version}.jsonl")
+            run_job(submit, listing, submitted, dataclasses.replace(options, limit=limit, total_concurrency=None))
+            collect = Job("prescription-extraction", functools.partial(collect_file, version=version, **settings),
+                          ("batch_id", *RESULTS), (drive, batches), concurrency=chunk_size, totals=RESULTS[1:],
+                          column_types=COLUMN_TYPES, **common)
+            figures = run_job(collect, submitted, output_path, dataclasses.replace(options, total_concurrency=None),
+                              facts=facts, projected_rows=listed if limit else None)
+    except (Braked, TooManyFailed):  # the output is written: its failed files are exported all the same
+        failed_files(output_path)
+        raise
     figures["failed_files"] = str(failed_files(output_path))
     return {**figures, "files_listed": listed}

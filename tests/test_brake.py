@@ -10,7 +10,7 @@ from conftest import read_table, run_cli, write_config
 from flows.card_recommendations import card_recommendations
 from tasks.samples.tables import write_users
 
-PAGE_ERROR = "unexpected answer from the API: '<html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>'"
+PAGE_ERROR = "unexpected answer from the API (HTTP 200): '<html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>'"
 HINT = " — the answers are web pages, not the API's: check the base URL"
 
 

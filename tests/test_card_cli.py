@@ -127,3 +127,17 @@ def test_the_key_never_appears_in_logs_artifacts_outputs_or_work_files(workspace
     texts += [p.read_text(errors="replace") for p in workspace.rglob("*") if p.is_file() and p.suffix != ".pkl"]
     texts += server_texts()
     assert not [text for text in texts if API_KEY in text]
+
+
+def test_a_latin1_file_names_the_option_that_reads_it_and_reads_with_it(workspace, emulator, capsys):
+    users = workspace / "users.csv"
+    users.write_bytes("user_id,monthly_spend,city\nu1,120,Montréal\nu2,80,Zürich\n".encode("cp1252"))
+    assert cli(workspace, emulator, users) == 1  # both rows failed: more than the half a run accepts
+    errors = read_table(workspace / "out.csv").error.tolist()
+    assert errors[0] == ("users.csv row 1 (line 2): column city: not UTF-8 (byte 0xe9 at line 2); give the file's "
+                         "encoding, e.g. --encoding cp1252")
+    assert emulator.stats("cards")["total"] == 0
+    capsys.readouterr()
+    assert cli(workspace, emulator, users, "--encoding", "cp1252") == 0
+    out = read_table(workspace / "out.csv")
+    assert out.city.tolist() == ["Montréal", "Zürich"] and out.status.tolist() == ["ok", "ok"]

@@ -120,6 +120,8 @@ def test_bad_files_fail_alone_with_clear_reasons_and_are_exported_to_run_again(a
         "batchflows: error: 4 of 5 rows failed (80%, more than the 50% a run accepts); most common problem: ")
     assert [r["name"] for r in read_jsonl(tmp_path / "again.jsonl")] == list(rows)[3:]
     assert apis.stats("anthropic")["total"] - requests == 2  # broken and scanned; the others fail before
+    exported = (tmp_path / "again.failed.csv").read_text().splitlines()
+    assert len(exported) == 1 + 4  # the failed files are exported although the run failed
 
 
 def test_a_test_size_run_lists_every_page_and_projects_the_cost_of_the_whole_folder(apis, tmp_path):
