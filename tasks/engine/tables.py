@@ -18,7 +18,16 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from tasks.engine.storage import AtomicOutput, estimate_lines, is_file, is_url, local, name_of, open_input, source
+from tasks.engine.storage import (
+    AtomicOutput,
+    estimate_lines,
+    is_file,
+    is_url,
+    local,
+    name_of,
+    open_input,
+    source,
+)
 from tasks.engine.values import (
     UnmappableValue,
     arrow_column,
