@@ -85,8 +85,9 @@ def test_bad_rows_do_not_pull_the_brake_but_a_mostly_failed_run_exits_1_after_it
     run = cards_cli(workspace, emulator.url, users)
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1] == (
-        "batchflows: error: 1,400 of 2,000 rows failed (70%, more than the 50% a run accepts); most common problem: "
-        f"column monthly_spend: '…' is not a number (1,400 rows); output written to {workspace / 'out.csv'}")
+        "batchflows: error: 1,400 of 2,000 rows failed (70%, more than the 50% a run accepts); most common problem "
+        f"(1,400 rows): users.csv row 1, column monthly_spend: 'lots' is not a number; output written to "
+        f"{workspace / 'out.csv'}")
     assert emulator.stats("cards")["ok_keys"] == emulator.stats("cards")["total"] == 600  # every good row was sent
     out = read_table(workspace / "out.csv")
     assert len(out) == 2000 and (out.status[1400:] == "ok").all()

@@ -39,8 +39,8 @@ def test_mixed_bad_rows_are_recorded_and_good_rows_processed(workspace, emulator
     stats = emulator.stats("cards")
     assert stats["total"] == 3 and set(stats["repeated_keys"]) == set()  # u1, u7, u8 only
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "batchflows: error: 6 of 8 rows failed (75%, more than the 50% a run accepts); most common problem: "
-        f"column monthly_spend: '…' is not a number (1 row); output written to {workspace / 'out.csv'}")
+        "batchflows: error: 6 of 8 rows failed (75%, more than the 50% a run accepts); most common problem (1 row): "
+        f"users.csv row 2, column monthly_spend: 'lots' is not a number; output written to {workspace / 'out.csv'}")
 
 
 def test_whole_file_problems_stop_before_any_request(workspace, emulator, capsys):

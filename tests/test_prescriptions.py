@@ -117,7 +117,7 @@ def test_bad_files_fail_alone_with_clear_reasons_and_are_exported_to_run_again(a
                     "--files", str(tmp_path / "again.csv"), *cli_options(apis), env={"ANTHROPIC_API_KEY": KEY})
     assert again.returncode == 1  # 4 of the 5 fail again: more than half, after the whole output
     assert again.stderr.strip().splitlines()[-1].startswith(
-        "batchflows: error: 4 of 5 rows failed (80%, more than the 50% a run accepts); most common problem: ")
+        "batchflows: error: 4 of 5 rows failed (80%, more than the 50% a run accepts); most common problem (")
     assert [r["name"] for r in read_jsonl(tmp_path / "again.jsonl")] == list(rows)[3:]
     assert apis.stats("anthropic")["total"] - requests == 2  # broken and scanned; the others fail before
     exported = (tmp_path / "again.failed.csv").read_text().splitlines()

@@ -117,11 +117,24 @@ def reason_of(error: str) -> str:
     return re.sub(r"\d+(\.\d+)?", "N", text)[:120]
 
 
+class Reasons(Counter):
+    """Failure reasons grouped by `reason_of`, each with its first error as the output says it."""
+
+    def __init__(self):
+        super().__init__()
+        self.examples: dict[str, str] = {}
+
+    def add(self, error: str) -> None:
+        reason = reason_of(error)
+        self[reason] += 1
+        self.examples.setdefault(reason, error)
+
+
 def assemble_output(job: Job, journal: Journal, chunks: list[ChunkRef], output: str | Path,
-                    chunk_errors: dict[int, str], unfinished: str = "the chunk did not finish") -> tuple[Counter, Counter, Counter]:
+                    chunk_errors: dict[int, str], unfinished: str = "the chunk did not finish") -> tuple[Counter, Reasons, Counter]:
     """Write input columns + result columns + status + error, in input order, one row per input row.
     Returns row counts per status, failure reasons, and the sums of the job's `totals` columns."""
-    writer, counts, reasons, sums = OutputWriter(output), Counter(), Counter(), Counter()
+    writer, counts, reasons, sums = OutputWriter(output), Counter(), Reasons(), Counter()
     for chunk in chunks:
         frame = chunk.frame()
         records = journal.read(chunk.digest)
@@ -140,7 +153,7 @@ def assemble_output(job: Job, journal: Journal, chunks: list[ChunkRef], output: 
                     sums[name] += values[name]
             counts[record["status"]] += 1
             if record["status"] != RowStatus.OK.value:
-                reasons[reason_of(record["error"])] += 1
+                reasons.add(record["error"])
         replaced = {*job.result_columns, "status", "error"}  # e.g. an earlier run's output given as input
         out = frame[[c for c in frame.columns if not c.startswith("_") and c not in replaced]].copy()
         for name, values in results.items():  # a declared type holds in every chunk (parquet's schema)

@@ -21,11 +21,17 @@ import pandas as pd
 from prefect import get_run_logger
 
 from tasks.engine import storage
-from tasks.engine.brake import Brake, rows_text
+from tasks.engine.brake import Brake, example_of, rows_text
 from tasks.engine.channel import ClusterChannel, LocalChannel
 from tasks.engine.dispatch import Dispatcher, Tally
 from tasks.engine.job import Job, RunOptions
-from tasks.engine.journal import Journal, assemble_output, needs_work, open_journal
+from tasks.engine.journal import (
+    Journal,
+    Reasons,
+    assemble_output,
+    needs_work,
+    open_journal,
+)
 from tasks.engine.outcomes import FatalError, MachineryError, TooManyFailed
 from tasks.engine.progress import (
     Progress,
@@ -197,14 +203,15 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
     return figures
 
 
-def check_failed_fraction(figures: dict[str, Any], reasons: Counter, max_fraction: float | None) -> None:
+def check_failed_fraction(figures: dict[str, Any], reasons: Reasons, max_fraction: float | None) -> None:
     """TooManyFailed when more than `max_fraction` of the run's rows failed (the output is written)."""
     failed, rows = figures["failed"], figures["rows"]
     if max_fraction is None or not rows or failed / rows <= max_fraction:
         return
     reason, count = reasons.most_common(1)[0]
     raise TooManyFailed(f"{failed:,} of {rows:,} rows failed ({failed / rows:.0%}, more than the "
-                        f"{max_fraction:.0%} a run accepts); most common problem: {reason} ({rows_text(count)}); "
+                        f"{max_fraction:.0%} a run accepts); most common problem ({rows_text(count)}): "
+                        f"{example_of(reasons.examples[reason])}; "
                         f"output written to {figures['output']}", figures)
 
 

@@ -1,10 +1,10 @@
 """The brake's rules, the failed-fraction check and the attempts a row's record counts, without Prefect."""
-from collections import Counter
 
 import pytest
 
 from tasks.engine.brake import CHUNK_MIN_ROWS, Brake
 from tasks.engine.chunk import failure_record
+from tasks.engine.journal import Reasons
 from tasks.engine.outcomes import GaveUp, RowError, TooManyFailed
 from tasks.engine.run import check_failed_fraction
 
@@ -108,13 +108,15 @@ def test_a_call_that_gave_up_counts_the_attempts_of_the_rows_earlier_passes():
 
 def test_more_failed_rows_than_the_run_accepts_fail_it_in_one_line():
     figures = {"rows": 2000, "failed": 1400, "output": "/data/out.csv"}
-    reasons = Counter({"column monthly_spend: '…' is not a number": 1400})
+    reasons = Reasons()
+    for row in range(1, 1401):
+        reasons.add(f"users.csv row {row}, column monthly_spend: 'lots' is not a number")
     with pytest.raises(TooManyFailed) as raised:
         check_failed_fraction(figures, reasons, 0.5)
     assert str(raised.value) == ("1,400 of 2,000 rows failed (70%, more than the 50% a run accepts); most common "
-                                 "problem: column monthly_spend: '…' is not a number (1,400 rows); output written "
-                                 "to /data/out.csv")
+                                 "problem (1,400 rows): users.csv row 1, column monthly_spend: 'lots' is not a "
+                                 "number; output written to /data/out.csv")
     assert raised.value.figures is figures
     check_failed_fraction(figures, reasons, 0.7)  # 70 % is not more than 70 %
     check_failed_fraction(figures, reasons, None)
-    check_failed_fraction({"rows": 0, "failed": 0, "output": "x"}, Counter(), 0.5)
+    check_failed_fraction({"rows": 0, "failed": 0, "output": "x"}, Reasons(), 0.5)
