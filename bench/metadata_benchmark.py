@@ -136,7 +136,8 @@ def fixed_costs(base: Path, tree: Path, repeat: int) -> None:
 
     report("import the CLI and the flow (python -c 'import ...')", [cli_seconds(tree, base, {}, [
         "-c", "import flows.cli, flows.file_metadata"]) for _ in range(repeat)])
-    ephemeral = ["-c", f"from flows.file_metadata import file_metadata; file_metadata({str(tree)!r}, 'out.csv')"]
+    ephemeral = ["-c", "from flows.file_metadata import file_metadata; "
+                       f"file_metadata({str(tree)!r}, {str(base / 'ephemeral.csv')!r})"]
     report("Prefect's temporary server (the CLI before; fresh HOME)", [cli_seconds(tree, base / f"eph-{n}", {
         "PREFECT_HOME": tempfile.mkdtemp(prefix="ph-")}, ephemeral) for n in range(repeat)])
     home = {"PREFECT_HOME": str(base / "shared-home")}
