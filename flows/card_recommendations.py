@@ -24,6 +24,7 @@ from tasks.engine.params import (
     Concurrency,
     Emulate,
     Encoding,
+    FailedFraction,
     Help,
     InputFile,
     KeyBlock,
@@ -143,6 +144,7 @@ def card_recommendations(
     chunk_size: Annotated[ChunkSize | None, Help("rows per Prefect task" + FromConfig.format("chunk_size"))] = None,
     workers: Workers = None,
     encoding: Annotated[Encoding | None, Help("text encoding of a CSV input" + FromConfig.format("encoding"))] = None,
+    max_failed_fraction: FailedFraction = 0.5,
     emulate: Emulate = False,
 ) -> dict[str, Any]:
     """Recommend cards for every user in the input; output = input columns + results, in order."""
@@ -160,4 +162,4 @@ def card_recommendations(
     return run_job(job, input_path, output_path, RunOptions(
         chunk_size=chunk_size or processing.chunk_size, runner=runner, workers=workers or processing.workers,
         limit=limit, total_concurrency=concurrency or processing.concurrency,
-        encoding=encoding or processing.encoding))
+        encoding=encoding or processing.encoding, max_failed_fraction=max_failed_fraction))

@@ -151,8 +151,10 @@ def file_metadata(
         processes = concurrency or os.cpu_count() or 2
         facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",
                  "concurrency": f"{processes} parser processes, at least one per chunk running at once"}
-        return run_job(job, listing, output_path, RunOptions(chunk_size=chunk_size, runner=runner, workers=workers,
-                                                             total_concurrency=processes * DEPTH), facts=facts)
+        # a file that fails to parse is that file's state, not a broken API: no brake, no failed share
+        options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers,
+                             total_concurrency=processes * DEPTH, brake_rows=0, max_failed_fraction=None)
+        return run_job(job, listing, output_path, options, facts=facts)
     finally:
         listing.unlink(missing_ok=True)
         stop_idle_children()  # those of this process; a Dask worker's end with the worker or when idle

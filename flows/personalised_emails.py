@@ -38,6 +38,7 @@ from tasks.engine.params import (
     Concurrency,
     Emulate,
     Encoding,
+    FailedFraction,
     Help,
     InputFile,
     Limit,
@@ -164,6 +165,7 @@ def personalised_emails(
     leads_per_request: Annotated[Positive, Help("leads answered by one LLM call; give --concurrency at least "
                                                 "this times the calls you want in flight")] = 1,
     encoding: Encoding = "utf-8-sig",
+    max_failed_fraction: FailedFraction = 0.5,
     emulate: Emulate = False,
 ) -> dict[str, Any]:
     """Research every lead's company, write its email line/body; output = input + results, in order."""
@@ -191,7 +193,7 @@ def personalised_emails(
     work_dir = default_work_dir()
     column = f"email_{write}"
     options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency,
-                         encoding=encoding)
+                         encoding=encoding, max_failed_fraction=max_failed_fraction)
 
     searcher = ApiSpec("search", search.base_url, timeout=30, rate_per_second=search.per_second,
                        secret_headers={"X-API-KEY": search_key})

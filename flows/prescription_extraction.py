@@ -53,6 +53,7 @@ from tasks.engine.params import (
     Cli,
     Concurrency,
     Emulate,
+    FailedFraction,
     Help,
     Limit,
     Positive,
@@ -267,6 +268,7 @@ def prescription_extraction(
     max_pdf_bytes: Annotated[Positive, Help("larger PDFs fail without a call (a Messages request holds 32 MB "
                                             "after base64)")] = MAX_PDF_BYTES,
     claude_timeout: Annotated[Rate, Help("seconds per Claude call")] = 300,
+    max_failed_fraction: FailedFraction = 0.5,
     emulate: Emulate = False,
 ) -> dict[str, Any]:
     """Extract every PDF of the folder (or the `files` list) into `output_path` (JSON lines)."""
@@ -293,7 +295,8 @@ def prescription_extraction(
                   limit_window=anthropic.limit_window)
     version = hashlib.sha256(repr((model, max_tokens, SYSTEM, TOOL)).encode()).hexdigest()[:16]
     settings = {"downloads": str(folder / "downloads"), "max_tokens": max_tokens, "max_bytes": max_pdf_bytes}
-    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency)
+    options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency,
+                         max_failed_fraction=max_failed_fraction)
     facts = {"folder": f"`{folder_id}`", "files listed": f"{listed:,}", "model": model, "mode": mode}
     common = {"key_column": "id", "work_dir": work_dir, "version": version, "ok_label": "success"}
     try:

@@ -41,6 +41,8 @@ def test_mixed_bad_rows_are_recorded_and_good_rows_processed(workspace, emulator
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "batchflows: error: 6 of 8 rows failed (75%, more than the 50% a run accepts); most common problem (1 row): "
         f"users.csv row 2, column monthly_spend: 'lots' is not a number; output written to {workspace / 'out.csv'}")
+    assert cli(workspace, emulator, users, "--max-failed-fraction", "0.8") == 0  # 75 % failed is accepted now
+    assert emulator.stats("cards")["total"] == 3  # the rerun resumed: nothing sent again
 
 
 def test_whole_file_problems_stop_before_any_request(workspace, emulator, capsys):

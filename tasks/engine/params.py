@@ -86,6 +86,9 @@ ChunkSize = Annotated[Positive, Help("rows per Prefect task")]
 Limit = Annotated[Positive | None, Help("process only the first N rows (a test-size run)")]
 Encoding = Annotated[str, AfterValidator(_encoding),
                      Help("text encoding of a CSV input (e.g. cp1252 for files saved by Excel)")]
+FailedFraction = Annotated[float | None, Field(ge=0, le=1), Help(
+    "the run ends Failed (exit 1, after its whole output) when more than this share of its rows failed; "
+    "empty: never")]
 Emulate = Annotated[bool, Help("a sample run: every API is a local emulator started for it")]
 
 
