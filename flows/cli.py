@@ -93,16 +93,10 @@ def _run_workload(command: Command, fn: Callable, options: list[Option]) -> Call
 
 def _demo(args) -> dict:
     """A sample run of one workload on generated input (tasks/samples/demo.py); prints where everything is."""
-    from importlib import import_module
-
     from tasks.samples.demo import Workload, run_demo
 
-    workload = Workload(args.workload)
-    module = {Workload.CARDS: "card_recommendations", Workload.EMAILS: "personalised_emails",
-              Workload.BOOKS: "book_requests", Workload.PRESCRIPTIONS: "prescription_extraction",
-              Workload.FILES: "file_metadata"}[workload]  # flows/<module>.py defines the flow <module>
-    demo = run_demo(workload, getattr(import_module(f"flows.{module}"), module), args.dir, args.rows,
-                    args.runner, args.workers)
+    workload = Workload(args.workload)  # named as its command
+    demo = run_demo(workload, COMMANDS[workload.value].load(), args.dir, args.rows, args.runner, args.workers)
     print("\n".join(demo.lines()))
     return demo.figures
 
