@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from prefect import flow
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,7 +35,7 @@ from tasks.engine.params import (
     Runner,
     Workers,
 )
-from tasks.engine.params_cli import ParameterError, problems
+from tasks.engine.params_cli import ParameterError, problems, read_settings
 from tasks.engine.preflight import check_paths
 from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.secrets import resolve_secret
@@ -86,17 +84,8 @@ class CardConfig(BaseModel):
         """The file's config; a bad file or value is one line naming the file, the key and the value."""
         if path is None:
             return cls()
-        text = Path(path).read_text(encoding="utf-8")
         try:
-            if str(path).endswith((".yaml", ".yml")):
-                raw = yaml.safe_load(text) or {}
-            else:
-                raw = json.loads(text)
-        except (ValueError, yaml.YAMLError) as error:
-            raise ParameterError(f"{path}: not valid {'YAML' if str(path).endswith(('.yaml', '.yml')) else 'JSON'}: "
-                                 f"{' '.join(str(error).split())}") from None
-        try:
-            return cls.model_validate(raw)
+            return cls.model_validate(read_settings(path))
         except ValidationError as error:
             raise ParameterError(f"{path}: {problems(error)}") from None
 

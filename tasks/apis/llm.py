@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 from tasks.apis.http import ApiClient, ApiSpec, ErrorAnswer, RetryPolicy
 from tasks.engine.job import Limits
 from tasks.engine.outcomes import RowError
+from tasks.engine.params_cli import read_settings
 from tasks.engine.secrets import Secret
 from tasks.engine.tables import as_text
 
@@ -65,13 +66,7 @@ def load_prices(path: str | os.PathLike | None) -> dict[str, Price]:
     """The default table, updated from a JSON/YAML file {model: {input, output, cache_write?, cache_read?}}."""
     table = dict(DEFAULT_PRICES)
     if path:
-        text = Path(path).read_text(encoding="utf-8")
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        else:
-            raw = json.loads(text)
+        raw = read_settings(path)
         for model, values in raw.items():
             try:
                 table[model] = Price(**values)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import enum
 import inspect
+import json
+import os
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from tasks.engine.params import Cli, Help
@@ -17,6 +21,17 @@ from tasks.engine.params import Cli, Help
 
 class ParameterError(ValueError):
     """A value given for a parameter is not allowed; the message names the option and the value."""
+
+
+def read_settings(path: str | os.PathLike) -> Any:
+    """A JSON or YAML settings file (by suffix) as Python values; a ParameterError naming the file
+    when it is not valid."""
+    text = Path(path).read_text(encoding="utf-8")
+    kind = "YAML" if str(path).endswith((".yaml", ".yml")) else "JSON"
+    try:
+        return (yaml.safe_load(text) or {}) if kind == "YAML" else json.loads(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise ParameterError(f"{path}: not valid {kind}: {' '.join(str(error).split())}") from None
 
 
 @dataclass(frozen=True)

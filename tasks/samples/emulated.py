@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 from prefect import get_run_logger
 from pydantic import BaseModel
 
+from tasks.engine.params_cli import read_settings
 from tasks.engine.run import default_work_dir
 from tasks.engine.storage import join
 
@@ -131,16 +132,7 @@ def _card_config_sections(config_path: str | None) -> dict[str, dict]:
     the sample run writes from them)."""
     if config_path is None:
         return {}
-    text = Path(config_path).read_text(encoding="utf-8")
-    if str(config_path).endswith((".yaml", ".yml")):
-        import yaml
-
-        raw = yaml.safe_load(text) or {}
-    else:
-        try:
-            raw = json.loads(text)
-        except ValueError as error:
-            raise ValueError(f"{config_path}: not valid JSON: {error}") from None
+    raw = read_settings(config_path)
     if not isinstance(raw, dict) or not all(isinstance(section, dict) for section in raw.values()):
         raise ValueError(f"{config_path}: expected sections (api, processing) of keys and values")
     return raw
