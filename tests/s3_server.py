@@ -2,6 +2,7 @@
 process (`python -m moto.server`), with the AWS_* variables that point s3fs at it."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -74,6 +75,26 @@ class S3Server:
                                          headers={"Content-Type": "text/plain"})
         urllib.request.urlopen(request, timeout=5).close()
 
+    def user(self, name: str, actions: list[str], bucket: str) -> dict[str, str]:
+        """An IAM user of the server allowed only `actions` on `bucket` (none: nothing): its key as env."""
+        iam = self.iam()
+        iam.create_user(UserName=name)
+        if actions:
+            iam.put_user_policy(UserName=name, PolicyName="only", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": [
+                    f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+    def save_block(self, name: str, user: dict[str, str]) -> str:
+        """A prefect-aws `AwsCredentials` block on the Prefect server with the user's key, this server's
+        endpoint and region: the value of BATCHFLOWS_STORAGE_BLOCK that names it."""
+        from prefect_aws import AwsCredentials
+
+        AwsCredentials(aws_access_key_id=user["AWS_ACCESS_KEY_ID"], aws_secret_access_key=user["AWS_SECRET_ACCESS_KEY"],
+                       region_name=REGION, aws_client_parameters={"endpoint_url": self.url}).save(name, overwrite=True)
+        return f"aws-credentials/{name}"
+
     def bucket(self, name: str) -> str:
         """Create a fresh bucket (any old one of the name emptied and removed first); returns s3://name."""
         s3 = self.client()
@@ -91,6 +112,20 @@ class S3Server:
         s3 = self.client()
         return [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
                 for item in page.get("Contents", [])]
+
+
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def without_credentials(monkeypatch) -> None:
+    """This process (and the processes it starts) with no AWS credentials, endpoint or profile files:
+    only a Prefect block can say where the bucket is and who may use it."""
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 def use_server(server: S3Server) -> dict[str, str | None]:

@@ -9,6 +9,7 @@ import sys
 import pandas as pd
 import pytest
 from conftest import kill_when, read_table, run_cli, write_config
+from s3_server import without_credentials
 
 from flows.card_recommendations import card_recommendations
 from tasks.engine.storage import AtomicOutput
@@ -75,18 +76,6 @@ def bucket_users(workspace, s3):
     return upload(s3, users, "preflight", "users.csv")
 
 
-def limited_user(s3, name: str, actions: list[str]) -> dict[str, str]:
-    """An IAM user of the server allowed only `actions` on the bucket `preflight`: its key as env."""
-    iam = s3.iam()
-    iam.create_user(UserName=name)
-    if actions:
-        iam.put_user_policy(UserName=name, PolicyName="only", PolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": [
-                "arn:aws:s3:::preflight", "arn:aws:s3:::preflight/*"]}]}))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
-
-
 NO_CREDENTIALS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
 
 
@@ -111,7 +100,7 @@ def test_bucket_problems_stop_with_one_line_before_any_request(workspace, emulat
             monkeypatch.delenv(name, raising=False)
         env = NO_CREDENTIALS
     elif case.startswith("access denied"):
-        env = limited_user(s3, case.replace(" ", "-"), ["s3:GetObject", "s3:ListBucket"] if "output" in case else [])
+        env = s3.user(case.replace(" ", "-"), ["s3:GetObject", "s3:ListBucket"] if "output" in case else [], "preflight")
     config = write_config(workspace / "config.json", emulator.url)
     target = output if output.startswith("s3://") else str(workspace / output)
     if env.get("AWS_ACCESS_KEY_ID"):
@@ -126,6 +115,79 @@ def test_bucket_problems_stop_with_one_line_before_any_request(workspace, emulat
     assert "Traceback" not in result.stderr
     assert emulator.stats("cards")["total"] == 0
     assert s3.keys("preflight") == ["users.csv"]  # no output, no probe left behind
+
+
+def bucket_texts(s3, bucket: str) -> bytes:
+    """Every object of the bucket, concatenated."""
+    return b"".join(fetch(s3, bucket, key) for key in s3.keys(bucket))
+
+
+def test_a_prefect_block_gives_the_credentials_when_the_environment_has_none(workspace, emulator, s3, monkeypatch):
+    """No AWS_* variable, no profile: inputs, outputs and the work store reach the bucket with the block's
+    key (the server checks every request's key), which never shows in logs, artifacts, parameters or outputs."""
+    from conftest import server_texts
+
+    s3.bucket("blocked")
+    users = workspace / "users.parquet"
+    write_users(users, 300)
+    source = upload(s3, users, "blocked", "in/users.parquet")
+    user = s3.user("block-user", ["s3:*"], "blocked")
+    block = s3.save_block("moto-block-user", user)
+    without_credentials(monkeypatch)
+    config = write_config(workspace / "config.json", emulator.url, chunk_size=100)
+    env = {"BATCHFLOWS_STORAGE_BLOCK": block, "BATCHFLOWS_WORK_DIR": "s3://blocked/work",
+           "BATCHFLOWS_LOCAL_DIR": str(workspace / "container-disk")}
+    s3.enforce_auth(True)
+    try:
+        result = run_cli("card-recommendations", source, "-o", "s3://blocked/out/cards.csv", "--config", str(config),
+                         env=env)
+    finally:
+        s3.enforce_auth(False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (workspace / "cards.csv").write_bytes(fetch(s3, "blocked", "out/cards.csv"))
+    out = read_table(workspace / "cards.csv")
+    assert len(out) == 300 and (out.status == "ok").all() and emulator.stats("cards")["ok_keys"] == 300
+    assert s3.keys("blocked", "work/journals/")  # the work store went to the bucket through the block too
+    secret = user["AWS_SECRET_ACCESS_KEY"]
+    assert len(secret) >= 20
+    assert secret not in result.stdout + result.stderr
+    assert not any(secret in text for text in server_texts())
+    assert secret.encode() not in bucket_texts(s3, "blocked")
+    assert not [path for path in (workspace / "container-disk").rglob("*")
+                if path.is_file() and secret.encode() in path.read_bytes()]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no such block", "s3://blocked-bad/users.csv: BATCHFLOWS_STORAGE_BLOCK=aws-credentials/no-such-block: Unable to "
+                      "find block document named no-such-block for block type aws-credentials"),
+    ("not a block name", "s3://blocked-bad/users.csv: BATCHFLOWS_STORAGE_BLOCK=prod: name a Prefect block as "
+                         "aws-credentials/<name> (s3://) or gcp-credentials/<name> (gs://)"),
+    ("read-only block", "s3://blocked-bad/out/cards.csv: access denied (Access Denied); the credentials in use may "
+                        "not do this; nothing was sent"),
+])
+def test_a_block_that_cannot_serve_stops_with_one_line_before_any_request(workspace, emulator, s3, monkeypatch,
+                                                                           case, expected):
+    s3.bucket("blocked-bad")
+    users = workspace / "users.csv"
+    write_users(users, 20)
+    source = upload(s3, users, "blocked-bad", "users.csv")
+    user = s3.user(f"bad-{case.replace(' ', '-')}", ["s3:GetObject", "s3:ListBucket"], "blocked-bad")
+    block = {"no such block": "aws-credentials/no-such-block", "not a block name": "prod",
+             "read-only block": s3.save_block("moto-read-only", user)}[case]
+    without_credentials(monkeypatch)
+    config = write_config(workspace / "config.json", emulator.url)
+    s3.enforce_auth(True)
+    try:
+        result = run_cli("card-recommendations", source, "-o", "s3://blocked-bad/out/cards.csv", "--config",
+                         str(config), env={"BATCHFLOWS_STORAGE_BLOCK": block})
+    finally:
+        s3.enforce_auth(False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("batchflows: error:")]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert errors == [f"batchflows: error: {expected}"], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and user["AWS_SECRET_ACCESS_KEY"] not in result.stdout + result.stderr
+    assert emulator.stats("cards")["total"] == 0
+    assert s3.keys("blocked-bad") == ["users.csv"]
 
 
 def test_a_killed_run_resumes_from_the_bucket_after_the_local_work_dir_is_gone(workspace, emulator, s3):

@@ -4,8 +4,9 @@
 Local paths go through the same calls as before (builtin `open`, a `.partial` file renamed into
 place). A URL is opened with fsspec: reads are ranged and streamed in blocks, and an output is
 written uncommitted (fsspec's `autocommit=False`: on S3 a multipart upload) and committed only when
-complete, so a crash never leaves a half output that looks whole. Credentials are the fsspec way:
-the environment, a profile or an instance role (`AWS_*`, `GOOGLE_APPLICATION_CREDENTIALS`).
+complete, so a crash never leaves a half output that looks whole. Credentials are the fsspec way
+(the environment, a profile or an instance role: `AWS_*`, `GOOGLE_APPLICATION_CREDENTIALS`), or the
+Prefect block named by `BATCHFLOWS_STORAGE_BLOCK` (tasks/engine/secrets.py), in every process.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any
+
+from tasks.engine.outcomes import FatalError
+from tasks.engine.secrets import storage_options
 
 READ_BLOCK = 8 << 20  # bytes per ranged read of a URL (and the most a read keeps in memory)
 WRITE_BLOCK = 16 << 20  # bytes per uploaded part of an output (S3: 5 MiB at the least)
@@ -63,11 +67,17 @@ def shown(path: str | os.PathLike) -> str:
 
 
 def filesystem(url: str) -> tuple[Any, str]:
-    """(fsspec filesystem, path inside it) for a URL; a missing extra is one line saying which."""
+    """(fsspec filesystem, path inside it) for a URL, with the credentials of the Prefect block that
+    BATCHFLOWS_STORAGE_BLOCK names for its store (else the fsspec way); a missing extra or a block
+    that cannot be loaded is one line saying which."""
     import fsspec
 
     try:
-        return fsspec.core.url_to_fs(url)
+        options = storage_options(scheme(url)) if is_url(url) else {}
+    except FatalError as error:
+        raise StorageError(f"{url}: {error}") from None
+    try:
+        return fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as error:
         extra = _EXTRAS.get(scheme(url))
         hint = f": pip install 'batchflows[{extra}]'" if extra else ""
@@ -80,7 +90,8 @@ def explain(url: str, error: BaseException) -> StorageError:
     if kind in _NO_CREDENTIALS:
         return StorageError(f"{url}: no credentials for {scheme(url)}:// ({error}); set them the usual way "
                             "(AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY or AWS_PROFILE, an instance role; "
-                            "GOOGLE_APPLICATION_CREDENTIALS for gs://)")
+                            "GOOGLE_APPLICATION_CREDENTIALS for gs://), or name a Prefect credentials block in "
+                            "BATCHFLOWS_STORAGE_BLOCK")
     if isinstance(error, PermissionError):
         return StorageError(f"{url}: access denied ({_first_line(error)}); the credentials in use may not do this")
     if isinstance(error, FileNotFoundError):
