@@ -295,3 +295,24 @@ def test_file_urls_are_local_paths(workspace, emulator):
                  "--config", str(config)]) == 0
     out = pd.read_parquet(workspace / "out" / "result.parquet")
     assert len(out) == 50 and (out.status == "ok").all()
+
+
+def test_a_gcp_credentials_block_gives_gcsfs_its_service_account(monkeypatch):
+    """gs:// has no server here: the block's service account reaches gcsfs (no request is made)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from prefect_gcp import GcpCredentials
+
+    from tasks.engine import storage
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    account = {"type": "service_account", "project_id": "batchflows-test", "private_key_id": "k1", "private_key": key,
+               "client_email": "reader@batchflows-test.iam.gserviceaccount.com", "client_id": "1",
+               "token_uri": "https://oauth2.googleapis.com/token"}
+    GcpCredentials(service_account_info=account).save("gcs-reader", overwrite=True)
+    monkeypatch.setenv("BATCHFLOWS_STORAGE_BLOCK", "gcp-credentials/gcs-reader")
+    fs, inside = storage.filesystem("gs://media/collection")
+    assert inside == "media/collection" and fs.project == "batchflows-test"
+    assert fs.credentials.credentials.service_account_email == account["client_email"]
+    assert storage.filesystem("s3://media/collection")[0].key is None  # s3:// is not this block's store
