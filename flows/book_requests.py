@@ -1,8 +1,9 @@
 """Book requests: check each request's phone and address, find duplicates against the history and
 within the batch, and send one confirmation message per accepted request, exactly once.
 
-Outputs in OUTDIR: accepted.csv, rejected.csv (with every reason), duplicates.csv (pairs with
-scores and the matched history id) and messages.csv (status and provider id, or `dry-run`).
+Outputs in OUTDIR (a folder, or a URL such as s3://bucket/books/): accepted.csv, rejected.csv (with
+every reason), duplicates.csv (pairs with scores and the matched history id) and messages.csv (status
+and provider id, or `dry-run`). The duplicate model stays on local disk.
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ from tasks.engine.params import (
 from tasks.engine.preflight import check_paths
 from tasks.engine.progress import publish_summary, summary_markdown
 from tasks.engine.run import default_work_dir, run_job_on_frame
+from tasks.engine import storage
 from tasks.engine.storage import local_dir
-from tasks.engine.tables import OutputWriter, read_chunks
+from tasks.engine.tables import InputError, OutputWriter, read_chunks
 from tasks.samples.emulated import run_emulated
 
 REQUIRED = ("name", "phone", "address")
@@ -122,7 +124,8 @@ def book_requests(
     input_path: Annotated[InputFile, Help("request list with name, phone, address (book, date, request_id)")],
     history_path: Annotated[InputFile, Help("past requests with request_id, name, address (phone)"),
                             Cli(("--history",))],
-    output_dir: Annotated[str, Field(min_length=1), Help("output folder for accepted/rejected/duplicates/messages.csv"),
+    output_dir: Annotated[str, Field(min_length=1), Help("output folder (or s3://, gs:// URL) for "
+                                                         "accepted/rejected/duplicates/messages.csv"),
                           Cli(("-o", "--output"))],
     default_region: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$"),
                               Help("region of numbers without a country code (ISO 3166 code)")] = "US",
@@ -130,7 +133,8 @@ def book_requests(
     dedupe_threshold: Annotated[float, Field(gt=0, lt=1), Help("match probability from which a pair is a "
                                                                "duplicate")] = 0.9,
     dedupe_model: Annotated[str | None, Help("duplicate model (Splink JSON) to reuse; trained and written there "
-                                             "when absent (default: OUTDIR/dedupe_model.json)")] = None,
+                                             "when absent (a local path; default: OUTDIR/dedupe_model.json, or "
+                                             "for an OUTDIR URL its local folder, see BATCHFLOWS_LOCAL_DIR)")] = None,
     runner: Runner = "thread",
     workers: Workers = None,
     concurrency: Concurrency = 50,
@@ -150,8 +154,11 @@ def book_requests(
     geocoding_key = geocoding.key("Google Maps API key")
     messaging_key = messaging.key("messaging API key") if send else None
     logger, timings, started = get_run_logger(), {}, time.monotonic()
-    out_dir, work_dir = Path(output_dir), default_work_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if dedupe_model and storage.is_url(dedupe_model):
+        raise InputError(f"{dedupe_model}: the duplicate model must be a local path")
+    out_dir, work_dir = output_dir if storage.is_url(output_dir) else storage.local(output_dir), default_work_dir()
+    model_dir = local_dir(out_dir)  # the folder itself, or for a URL its local mirror
+    model_dir.mkdir(parents=True, exist_ok=True)
     template = PromptTemplate.load(template_file) if template_file else PromptTemplate(TEMPLATE, "built-in template")
     options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers, total_concurrency=concurrency,
                          encoding=encoding)
@@ -185,7 +192,7 @@ def book_requests(
     step = time.monotonic()
     valid = requests[~requests.index.isin(list(reasons))]
     pairs = duplicates_step(valid, history_path, dedupe_threshold, default_region,
-                            dedupe_model or str(out_dir / "dedupe_model.json"), str(local_dir(work_dir) / "dedupe"), encoding)
+                            dedupe_model or str(model_dir / "dedupe_model.json"), str(local_dir(work_dir) / "dedupe"), encoding)
     best = pairs[pairs["best"]].set_index("row")["reason"]
     for i, row in valid["_row"].items():
         if row in best.index:
@@ -211,7 +218,7 @@ def book_requests(
     rejected["reasons"] = ["; ".join(reasons[i]) for i in rejected.index]
     for name, frame in (("accepted", accepted[columns]), ("rejected", rejected), ("duplicates", pairs),
                         ("messages", messages)):
-        writer = OutputWriter(out_dir / f"{name}.csv")
+        writer = OutputWriter(storage.join(out_dir, f"{name}.csv"))
         writer.write(frame)
         writer.close()
     figures = _summarise(requests, accepted, rejected, pairs, messages, geocoding, timings, out_dir, started)
@@ -241,7 +248,7 @@ def _summarise(requests, accepted, rejected, pairs, messages, geocoding, timings
              **{f"time: {k}": f"{v:.1f} s" for k, v in timings.items()},
              "throughput": f"{len(requests) / max(figures['wall_seconds'], 0.01):,.1f} requests/s",
              "API requests, retries, 429s": "see the geocoding-summary and book-messages-summary artifacts",
-             "outputs": f"`{out_dir.resolve()}`"}
+             "outputs": f"`{storage.shown(out_dir)}`"}
     publish_summary("book-requests", summary_markdown("book-requests run summary", facts, by_reason.to_dict()),
                     f"{len(accepted):,} accepted, {len(rejected):,} rejected of {len(requests):,} requests")
     return figures

@@ -224,6 +224,28 @@ def test_a_killed_run_resumes_from_the_bucket_after_the_local_work_dir_is_gone(w
     assert len(journals) == 10  # one object per chunk once the chunks were read back (compacted)
 
 
+def test_book_requests_write_their_four_outputs_to_the_bucket_and_keep_the_model_local(books, emulator, s3,
+                                                                                       monkeypatch):
+    from flows.book_requests import book_requests
+
+    workspace, _, _ = books
+    s3.bucket("books-out")
+    monkeypatch.setenv("BATCHFLOWS_LOCAL_DIR", str(workspace / "container-disk"))
+    apis = {"geocoding": {"base_url": emulator.url}, "messaging": {"base_url": emulator.url + "/messaging"}}
+    local = book_requests(str(workspace / "requests.csv"), str(workspace / "history.csv"), str(workspace / "out"), **apis)
+    model = workspace / "container-disk" / "s3" / "books-out" / "run" / "dedupe_model.json"
+    model.parent.mkdir(parents=True)  # where a bucket output folder's model is looked for: reused, not retrained
+    shutil.copy(workspace / "out" / "dedupe_model.json", model)
+    remote = book_requests(str(workspace / "requests.csv"), str(workspace / "history.csv"), "s3://books-out/run/",
+                           **apis)
+    assert remote["accepted"] == local["accepted"] and remote["output_dir"] == "s3://books-out/run/"
+    names = ["accepted.csv", "duplicates.csv", "messages.csv", "rejected.csv"]
+    assert sorted(s3.keys("books-out")) == [f"run/{name}" for name in names]  # no model, no temporary object
+    for name in names:
+        assert fetch(s3, "books-out", f"run/{name}") == (workspace / "out" / name).read_bytes(), name
+    assert model.read_bytes() == (workspace / "out" / "dedupe_model.json").read_bytes()
+
+
 COMPARED = ["size", "status", "format", "mime", "parser", "width", "height", "duration_s", "sample_rate", "channels",
             "frame_rate", "codec", "page_count", "title", "author"]
 
