@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from tasks.engine.outcomes import FatalError
-from tasks.engine.secrets import storage_options
+from tasks.engine.secrets import first_line, storage_options
 
 READ_BLOCK = 8 << 20  # bytes per ranged read of a URL (and the most a read keeps in memory)
 WRITE_BLOCK = 16 << 20  # bytes per uploaded part of an output (S3: 5 MiB at the least)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}  # scheme -> its store: the extra that installs it
 _NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "RefreshError"}
 
 
@@ -73,7 +73,7 @@ def filesystem(url: str) -> tuple[Any, str]:
     import fsspec
 
     try:
-        options = storage_options(scheme(url)) if is_url(url) else {}
+        options = storage_options(_EXTRAS.get(scheme(url), "")) if is_url(url) else {}
     except FatalError as error:
         raise StorageError(f"{url}: {error}") from None
     try:
@@ -93,17 +93,12 @@ def explain(url: str, error: BaseException) -> StorageError:
                             "GOOGLE_APPLICATION_CREDENTIALS for gs://), or name a Prefect credentials block in "
                             "BATCHFLOWS_STORAGE_BLOCK")
     if isinstance(error, PermissionError):
-        return StorageError(f"{url}: access denied ({_first_line(error)}); the credentials in use may not do this")
+        return StorageError(f"{url}: access denied ({first_line(error)}); the credentials in use may not do this")
     if isinstance(error, FileNotFoundError):
         return StorageError(f"{url}: {_missing(url)}")
     if isinstance(error, StorageError):
         return error
-    return StorageError(f"{url}: {kind}: {_first_line(error)}")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
+    return StorageError(f"{url}: {kind}: {first_line(error)}")
 
 
 def _missing(url: str) -> str:
