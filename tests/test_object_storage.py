@@ -1,6 +1,5 @@
 """Inputs, outputs and run state on object storage: a real S3-compatible server on loopback (moto's,
 tests/s3_server.py), the card emulator, the real flows and CLI."""
-import json
 import os
 import shutil
 import subprocess
