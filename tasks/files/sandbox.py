@@ -254,8 +254,9 @@ class SandboxClient:
         head = lane.waiting[0]
         overdue = head.started + self.spec.timeout - time.monotonic()
         try:  # an answer already in the pipe is taken even when this loop was late
-            line = await asyncio.wait_for(lane.answers.readline(), max(overdue, 0.05))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(max(overdue, 0.05)):  # a timer, not a task per answer as wait_for
+                line = await lane.answers.readline()
+        except TimeoutError:
             self.stats.timeouts += 1
             line = None
         now = time.monotonic()
