@@ -109,6 +109,7 @@ def _close(pipes) -> None:
 
 def stop_idle_children() -> None:
     """End the pooled children of this process (at the end of a run)."""
+    _STARTER.submit(int).result()  # the starts `prestart` queued are in the pool first (a Popen each: ms)
     with _POOL_LOCK:
         idle = [child.popen for children in _POOL.values() for child in children]
         _POOL.clear()
