@@ -20,6 +20,7 @@ import base64
 import functools
 import os
 import socket
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -138,23 +139,31 @@ def file_metadata(
     work_dir = default_work_dir()
     listing = storage.local_dir(work_dir) / "staged" / f"file-metadata-{uuid.uuid4().hex}.jsonl"
     try:
-        stage = stage_objects if remote else stage_tree
-        if not stage(root, listing, tuple(include or ()), tuple(exclude or ())):
+        started, stage = time.monotonic(), stage_objects if remote else stage_tree
+        entries = stage(root, listing, tuple(include or ()), tuple(exclude or ()))
+        if not entries:
             raise InputError(f"{root}: no files" + (" matching --include/--exclude" if include or exclude else ""))
+        walked = round(time.monotonic() - started, 3)
         sandbox = Sandbox("tasks.files.metadata:extract", timeout, memory_mb)
+        processes = concurrency or os.cpu_count() or 2
+        if runner == "thread":  # the chunks run in this process: their parsers start while the run sets up
+            sandbox.prestart(min(processes, entries))
         known = KnownFiles(storage.local_dir(work_dir) / "cache" / "file-metadata.sqlite", VERSION, sandbox.fingerprint, record_fields)
         handler = functools.partial(describe_file, limits=sandbox.fingerprint, flow_host=socket.gethostname(),
                                     download_cap=max_download_mb << 20)
         job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=VERSION,
                   column_types=COLUMN_TYPES, hooks=known,
                   worker_check=functools.partial(prefix_visible if remote else tree_visible, root))
-        processes = concurrency or os.cpu_count() or 2
         facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",
                  "concurrency": f"{processes} parser processes, at least one per chunk running at once"}
         # a file that fails to parse is that file's state, not a broken API: no brake, no failed share
+        if runner == "thread" and workers is None:  # a chunk thread per parser process: more would only add
+            workers = processes                     # parsers (and their start-up) on the same cores
         options = RunOptions(chunk_size=chunk_size, runner=runner, workers=workers,
                              total_concurrency=processes * DEPTH, brake_rows=0, max_failed_fraction=None)
-        return run_job(job, listing, output_path, options, facts=facts)
+        figures = run_job(job, listing, output_path, options, facts=facts)
+        figures["phase_seconds"] = {"walk": walked, **figures["phase_seconds"]}
+        return figures
     finally:
         listing.unlink(missing_ok=True)
         stop_idle_children()  # those of this process; a Dask worker's end with the worker or when idle

@@ -7,7 +7,8 @@ it must stop (another chunk met a fatal error; the flow run it belongs to is gon
 
 - `LocalChannel` (thread runner): everything stays in this process; budgets are slot files.
 - `ClusterChannel` (Dask runners): through the scheduler's `Coordinator` (tasks/engine/cluster.py),
-  so workers need no disk in common with the flow.
+  so workers need no disk in common with the flow. That module (and Dask's) is imported only there:
+  a thread-runner run does without it.
 """
 from __future__ import annotations
 
@@ -17,13 +18,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.engine.cluster import (
-    PLUGIN_NAME,
-    ClusterLimits,
-    Coordinator,
-    call_scheduler,
-    call_scheduler_sync,
-)
 from tasks.engine.outcomes import CallStats, Stopped
 from tasks.engine.ratelimit import FileLimits
 
@@ -118,15 +112,21 @@ class ClusterLink:
     def __init__(self, channel: ClusterChannel, chunk: str):
         from distributed import get_worker
 
+        from tasks.engine.cluster import ClusterLimits
+
         self.channel, self.chunk = channel, chunk
         self.limits = ClusterLimits()
         worker = get_worker()
         self._worker, self._key = worker, worker.get_current_task()
 
     def done_rows(self) -> set[int]:
+        from tasks.engine.cluster import call_scheduler_sync
+
         return set(call_scheduler_sync("done_rows", run=self.channel.run, chunk=self.chunk))
 
     async def send(self, lines: list[str], rows: list[int], calls: dict[str, int]) -> None:
+        from tasks.engine.cluster import call_scheduler
+
         stop = await call_scheduler("push", run=self.channel.run, generation=self.channel.generation,
                                     chunk=self.chunk, lines=lines, rows=rows, calls=calls)
         task = self._worker.state.tasks.get(self._key)
@@ -136,6 +136,8 @@ class ClusterLink:
             raise Stopped(stop)
 
     def abort(self, message: str) -> None:
+        from tasks.engine.cluster import call_scheduler_sync
+
         call_scheduler_sync("abort", run=self.channel.run, message=message)
 
 
@@ -143,6 +145,8 @@ class ClusterInbox:
     """The flow's end of a `ClusterChannel` (through its Dask client)."""
 
     def __init__(self, channel: ClusterChannel, client: Any):
+        from tasks.engine.cluster import PLUGIN_NAME, Coordinator
+
         self.channel, self.client = channel, client
         client.register_plugin(Coordinator(), name=PLUGIN_NAME)
         self._call("begin", generation=channel.generation)

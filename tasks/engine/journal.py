@@ -135,30 +135,28 @@ def assemble_output(job: Job, journal: Journal, chunks: list[ChunkRef], output: 
     """Write input columns + result columns + status + error, in input order, one row per input row.
     Returns row counts per status, failure reasons, and the sums of the job's `totals` columns."""
     writer, counts, reasons, sums = OutputWriter(output), Counter(), Reasons(), Counter()
+    ok = RowStatus.OK.value
     for chunk in chunks:
         frame = chunk.frame()
-        records = journal.read(chunk.digest)
-        missing = f"not processed: {chunk_errors.get(chunk.index, unfinished)}"
-        results = {name: [] for name in job.result_columns}
-        status, errors = [], []
-        for number in frame["_row"]:
-            record = records.get(number) or {"status": RowStatus.FAILED.value, "error": missing}
-            status.append(job.ok_label if record["status"] == RowStatus.OK.value else record["status"])
-            errors.append(record.get("error", ""))
-            values = record.get("result") or {}
-            for name in job.result_columns:
-                results[name].append(values.get(name))
-            for name in job.totals:
+        journaled = journal.read(chunk.digest)
+        missing = {"status": RowStatus.FAILED.value, "error": f"not processed: {chunk_errors.get(chunk.index, unfinished)}"}
+        records = [journaled.get(number) or missing for number in frame["_row"].tolist()]
+        results = [record.get("result") or {} for record in records]
+        for name in job.totals:
+            for values in results:
                 if isinstance(values.get(name), (int, float)):
                     sums[name] += values[name]
-            counts[record["status"]] += 1
-            if record["status"] != RowStatus.OK.value:
+        counts.update(record["status"] for record in records)
+        for record in records:
+            if record["status"] != ok:
                 reasons.add(record["error"])
         replaced = {*job.result_columns, "status", "error"}  # e.g. an earlier run's output given as input
         out = frame[[c for c in frame.columns if not c.startswith("_") and c not in replaced]].copy()
-        for name, values in results.items():  # a declared type holds in every chunk (parquet's schema)
+        for name in job.result_columns:  # a declared type holds in every chunk (parquet's schema)
+            values = [result.get(name) for result in results]
             out[name] = pd.array(values, dtype=job.column_types[name]) if name in job.column_types else values
-        out["status"], out["error"] = status, errors
+        out["status"] = [job.ok_label if record["status"] == ok else record["status"] for record in records]
+        out["error"] = [record.get("error", "") for record in records]
         writer.write(out)
     writer.close()
     return counts, reasons, sums

@@ -37,6 +37,20 @@ def duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+class PhaseClock:
+    """Wall seconds per phase of a run (where its time goes, for the figures): `lap(name)` ends the
+    phase that began at the previous lap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 3)
+        self._last = now
+
+
 def projected_cost(cost: float, rows: int, all_rows: int) -> float:
     """The $ of `all_rows` rows at the cost per row of the `rows` done."""
     return cost / rows * all_rows if rows else 0.0

@@ -34,6 +34,7 @@ from tasks.engine.journal import (
 )
 from tasks.engine.outcomes import FatalError, MachineryError, TooManyFailed
 from tasks.engine.progress import (
+    PhaseClock,
     Progress,
     duration,
     projected_cost,
@@ -91,7 +92,8 @@ def check_workers(job: Job, options: RunOptions, task_runner: Any) -> None:
                          f"{'; '.join(problems)}")
 
 
-def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: Journal, progress: Progress) -> Tally:
+def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: Journal, progress: Progress,
+               clock: PhaseClock) -> Tally:
     """Every chunk with work left, then follow-up passes for rows that failed transiently."""
     tally, done = Tally(), rows_done(journal, chunks)
     pending = [c for c in chunks if done[c.index] < c.rows]
@@ -108,6 +110,7 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
                 job = dataclasses.replace(job, concurrency=max(1, math.ceil(options.total_concurrency / at_once)))
             check_workers(job, options, task_runner)
             channel, inbox = open_channel(job, chunks, options, task_runner)
+            clock.lap("runner start")
             brake = Brake(min(options.brake_rows, sum(c.rows for c in chunks) - tally.rows_done))
             dispatcher = Dispatcher(job, journal, channel, inbox, progress, tally, brake)
             try:
@@ -125,10 +128,12 @@ def run_chunks(job: Job, chunks: list[ChunkRef], options: RunOptions, journal: J
             finally:
                 dispatcher.collect()
                 inbox.close()
+                clock.lap("chunks")
     finally:
         if dispatcher is not None and not is_dask(options.runner):
             dispatcher.collect()  # what the chunk threads sent while they stopped (the runner waited for them)
         progress.close()
+        clock.lap("runner stop")
     return tally
 
 
@@ -141,22 +146,25 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
     rows not sent say `not processed: <why>`); so does a run with more than
     `options.max_failed_fraction` of its rows failed (`TooManyFailed`)."""
     logger = get_run_logger()
-    started = time.monotonic()
+    started, clock = time.monotonic(), PhaseClock()
     chunks = stage_input(job, input_path, options)
     total_rows = sum(c.rows for c in chunks)
     full_rows = projected_rows or (exact_rows(input_path, options.sheet, options.encoding)
                                    if options.limit is not None and "cost_usd" in job.totals else None)
     staged_at = time.monotonic()
+    clock.lap("stage")
     logger.info(f"{job.name}: {total_rows:,} rows from {input_path} in {len(chunks)} chunks "
                 f"(staged in {staged_at - started:.1f} s), runner {options.runner}")
     limits = [rate for resource in job.resources if (rate := getattr(resource, "row_rate_limit", None))]
     progress = Progress(job.name, total_rows, logger, projected_rows=full_rows or total_rows,
                         limit_per_second=min(limits, default=None))
     journal = open_journal(job)
-    tally = run_chunks(job, chunks, options, journal, progress)
+    clock.lap("progress, journal")
+    tally = run_chunks(job, chunks, options, journal, progress, clock)
     processed_at = time.monotonic()
     counts, reasons, sums = assemble_output(job, journal, chunks, output_path, tally.chunk_errors,
                                            str(tally.fatal or "the chunk did not finish"))
+    clock.lap("output")
     full_rows = full_rows if "cost_usd" in sums else None
     progress.update(total_rows, final=True, totals=sums)
     seconds = time.monotonic() - started
@@ -192,6 +200,8 @@ def run_job(job: Job, input_path: str | Path, output_path: str | Path, options: 
         "peak RSS per worker (its largest child process)": ", ".join(
             f"{w} {r['worker']:,.0f} MiB ({r['children']:,.0f} MiB)" for w, r in tally.peak_rss.items()) or "-",
     }, dict(reasons.most_common(20)), progress.timeline()), headline)
+    clock.lap("summary")
+    figures["phase_seconds"] = clock.seconds
     logger.info(f"{job.name}: done: {headline} in {duration(seconds)}; output {output_path}")
     if tally.fatal is not None:
         raise tally.fatal

@@ -9,8 +9,10 @@ new one. Every call ends in an `Answer`: the target's value, or a problem (`time
 `died`, `error`) with a reason. The client's `peak_rss_mb` is the largest peak RSS of its children.
 
 A child that answered is kept for the next chunk in the same process (starting one imports the
-parsers: ~0.3 s of CPU), in a pool per process; `stop_idle_children()` ends the pooled ones, and a
-child left unused for IDLE_SECONDS is not reused (it leaves by itself after twice that).
+parsers: ~0.3 s of CPU), in a pool per process; `Sandbox.prestart(n)` puts n children starting into
+that pool at once (their imports overlap the flow's own work before the first chunk);
+`stop_idle_children()` ends the pooled ones, and a child left unused for IDLE_SECONDS is not reused
+(it leaves by itself after twice that).
 """
 from __future__ import annotations
 
@@ -40,8 +42,18 @@ DEPTH = 4  # calls queued to one child
 # Children are started from this one long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that
 # started a child ends, and a chunk's thread may end while its children wait in the pool.
 _STARTER = ThreadPoolExecutor(1, thread_name_prefix="sandbox-starter")
-_POOL: dict[tuple[str, int], list[tuple[subprocess.Popen, float]]] = {}  # (target, memory_mb) -> idle children
+_POOL: dict[tuple[str, int], list["_Idle"]] = {}  # (target, memory_mb) -> idle children
 _POOL_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Idle:
+    """A child waiting in the pool: since when, and whether its "ready" line was read (a prestarted
+    child's is still in the pipe)."""
+
+    popen: subprocess.Popen
+    since: float
+    greeted: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,12 @@ class Sandbox:
     def client(self, concurrency: int, limits: Limits) -> "SandboxClient":
         return SandboxClient(self, concurrency)
 
+    def prestart(self, count: int) -> None:
+        """Start `count` children into this process's pool now, without waiting for them: the
+        chunks that follow in this process take them instead of starting their own."""
+        for _ in range(count):
+            _STARTER.submit(_pool_started_child, self)
+
 
 def _exit_text(code: int) -> str:
     if code < 0:
@@ -91,23 +109,24 @@ def _close(pipes) -> None:
 
 def stop_idle_children() -> None:
     """End the pooled children of this process (at the end of a run)."""
+    _STARTER.submit(int).result()  # the starts `prestart` queued are in the pool first (a Popen each: ms)
     with _POOL_LOCK:
-        idle = [popen for children in _POOL.values() for popen, _ in children]
+        idle = [child.popen for children in _POOL.values() for child in children]
         _POOL.clear()
     for popen in idle:
         _kill(popen)
 
 
-def _take_idle(key: tuple[str, int]) -> subprocess.Popen | None:
+def _take_idle(key: tuple[str, int]) -> _Idle | None:
     """A pooled child that is alive and was used recently; stale ones are stopped."""
     while True:
         with _POOL_LOCK:
             if not _POOL.get(key):
                 return None
-            popen, since = _POOL[key].pop()
-        if popen.poll() is None and time.monotonic() - since < IDLE_SECONDS:
-            return popen
-        _kill(popen)
+            child = _POOL[key].pop()
+        if child.popen.poll() is None and time.monotonic() - child.since < IDLE_SECONDS:
+            return child
+        _kill(child.popen)
 
 
 def _start_child(spec: Sandbox) -> subprocess.Popen:
@@ -117,6 +136,13 @@ def _start_child(spec: Sandbox) -> subprocess.Popen:
                              str(os.getpid()), str(2 * IDLE_SECONDS)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)  # Ctrl+C stops the parent, which stops the children
+
+
+def _pool_started_child(spec: Sandbox) -> None:
+    """Start a child (on the starter thread) and pool it before it has said it is ready."""
+    popen = _start_child(spec)
+    with _POOL_LOCK:
+        _POOL.setdefault((spec.target, spec.memory_mb), []).append(_Idle(popen, time.monotonic(), greeted=False))
 
 
 @dataclass
@@ -229,8 +255,9 @@ class SandboxClient:
         head = lane.waiting[0]
         overdue = head.started + self.spec.timeout - time.monotonic()
         try:  # an answer already in the pipe is taken even when this loop was late
-            line = await asyncio.wait_for(lane.answers.readline(), max(overdue, 0.05))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(max(overdue, 0.05)):  # a timer, not a task per answer as wait_for
+                line = await lane.answers.readline()
+        except TimeoutError:
             self.stats.timeouts += 1
             line = None
         now = time.monotonic()
@@ -270,8 +297,8 @@ class SandboxClient:
     async def _attach(self, from_pool: bool = True) -> tuple[subprocess.Popen, asyncio.StreamReader, tuple, bool]:
         """A child (from the pool or started), the reader of its answers, the transports on this loop
         of copies of its pipes (answers, requests), and whether it was pooled."""
-        popen = _take_idle((self.spec.target, self.spec.memory_mb)) if from_pool else None
-        pooled = popen is not None
+        idle = _take_idle((self.spec.target, self.spec.memory_mb)) if from_pool else None
+        popen, pooled, greeted = (idle.popen, True, idle.greeted) if idle else (None, False, False)
         if not pooled:
             starting = asyncio.get_running_loop().run_in_executor(_STARTER, _start_child, self.spec)
             try:
@@ -287,7 +314,7 @@ class SandboxClient:
             pipes.append((await loop.connect_write_pipe(asyncio.Protocol,
                                                         os.fdopen(os.dup(popen.stdin.fileno()), "wb", buffering=0)))[0])
             hello = {"ready": True}
-            if not pooled:
+            if not greeted:
                 try:
                     hello = json.loads(await asyncio.wait_for(answers.readline(), START_TIMEOUT) or b"{}")
                 except (asyncio.TimeoutError, ValueError):
@@ -307,6 +334,6 @@ class SandboxClient:
         _close(lane.pipes)
         if keep and lane.popen.poll() is None:
             with _POOL_LOCK:
-                _POOL.setdefault((self.spec.target, self.spec.memory_mb), []).append((lane.popen, time.monotonic()))
+                _POOL.setdefault((self.spec.target, self.spec.memory_mb), []).append(_Idle(lane.popen, time.monotonic()))
         else:
             _kill(lane.popen)
