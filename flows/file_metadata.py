@@ -15,7 +15,6 @@ parses it, whole up to `max_download_mb`, else only its two ends (a ranged read 
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import os
@@ -35,7 +34,7 @@ from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.tables import InputError
 from tasks.files.filetree import KnownFiles, entry_problem, stage_tree
 from tasks.files.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
-from tasks.files.objects import fetch_object, prefix_visible, stage_objects
+from tasks.files.objects import prefix_visible, stage_objects
 from tasks.files.sandbox import DEPTH, Answer, Sandbox, stop_idle_children
 
 RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
@@ -72,32 +71,25 @@ async def describe_file(row: dict[str, Any], clients: dict[str, Any], *, limits:
                         download_cap: int = 0) -> dict[str, Any] | Partial:
     """Chunk-engine handler for one walked entry: a parse in the sandbox (the flow answers entries
     known from an earlier run itself). `_limits` in the result tells the flow to remember it. An
-    object of a bucket is parsed from a temporary copy (whole up to `download_cap` bytes)."""
+    object of a bucket is opened by the parser process itself and read in ranges, at most
+    `download_cap` bytes of it."""
     path = base64.b64decode(row["path_b64"])
-    note, remote = "", storage.is_url(os.fsdecode(path))
-    if remote:
-        try:
-            copy = await asyncio.to_thread(fetch_object, os.fsdecode(path), int(row["size"]), download_cap)
-        except storage.StorageError as error:
-            return Partial(dict.fromkeys(RESULT_COLUMNS), str(error), "failed")
-        local, note = copy.path, copy.note
+    location = os.fsdecode(path)
+    if storage.is_url(location):
+        arguments: tuple = (location, int(row["size"]), download_cap)
     else:
         problem = entry_problem(path)
         if problem:
             return Partial(dict.fromkeys(RESULT_COLUMNS), not_here(path, problem[1], flow_host), problem[0])
-        local = os.fsdecode(path)
-    try:
-        answer = await clients["parser"].call(local)
-    finally:
-        if remote:
-            os.unlink(local)
+        arguments = (location,)
+    answer = await clients["parser"].call(*arguments)
     fields = record_fields(outcome_of(answer))
-    error = "; ".join(text for text in (note, fields["error"]) if text)
-    limited = answer.problem in LIMITED or note  # a partial read counts only under the same download cap
-    result = {**fields["result"], "_limits": f"{limits} {download_cap if note else ''}".strip() if limited else ""}
-    if fields["status"] == "ok" and not error:
+    capped = bool(answer.value and answer.value.get("read_cap_reached"))
+    limited = answer.problem in LIMITED or capped  # an outcome of the cap counts only under the same cap
+    result = {**fields["result"], "_limits": f"{limits} {download_cap if capped else ''}".strip() if limited else ""}
+    if fields["status"] == "ok" and not fields["error"]:
         return result
-    return Partial(result, error, fields["status"])  # ok with a parser's note, or not ok
+    return Partial(result, fields["error"], fields["status"])  # ok with a parser's note, or not ok
 
 
 def tree_visible(root: str) -> str:
