@@ -33,7 +33,7 @@ from metadata_benchmark import build_tree  # noqa: E402
 from s3_server import S3Server  # noqa: E402
 
 from emulators import Emulator  # noqa: E402
-from tasks.engine.runners import local_prefect_server  # noqa: E402
+from tasks.engine.server import temporary_server  # noqa: E402
 from tasks.samples.tables import write_users  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000, help="objects for files")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="bench-storage-"))
-    with local_prefect_server() as api_url, S3Server() as server:
+    with temporary_server() as api_url, S3Server() as server:
         os.environ.update(server.env)
         os.environ["PREFECT_API_URL"] = api_url
         server.bucket("bench")

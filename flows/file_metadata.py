@@ -10,8 +10,8 @@ failed / timeout) and error. A rerun parses only the files whose (path, size, mt
 
 The root may be a bucket prefix (s3://bucket/prefix, gs://...): the objects are listed lazily
 (tasks/files/objects.py), each row has the object's ETag too (a rerun parses only the objects whose
-(key, size, ETag) changed), and each object is fetched into a temporary file on the worker that
-parses it, whole up to `max_download_mb`, else only its two ends (a ranged read each).
+(key, size, ETag) changed), and the parser process opens each object itself and reads it in ranges,
+only the blocks the readers touch (tasks/files/objects.py), at most `max_download_mb` of it.
 """
 from __future__ import annotations
 
@@ -118,8 +118,8 @@ def file_metadata(
     concurrency: Annotated[Positive | None, Help("parser processes for the whole run (default: CPU count; at least "
                                                  "one per chunk running at once)")] = None,
     chunk_size: Annotated[Positive, Help("files per Prefect task")] = 1000,
-    max_download_mb: Annotated[Positive, Help("a bucket's objects up to this size are fetched whole to be parsed; "
-                                              "of larger ones only the first and last MiB")] = 256,
+    max_download_mb: Annotated[Positive, Help("the most a bucket's object may fetch to be described (its parsers "
+                                              "read only the blocks they need); past it the object fails")] = 256,
 ) -> dict[str, Any]:
     """Describe every file under `root`; returns the run's figures."""
     remote = storage.is_url(root)
@@ -137,7 +137,8 @@ def file_metadata(
         known = KnownFiles(storage.local_dir(work_dir) / "cache" / "file-metadata.sqlite", VERSION, sandbox.fingerprint, record_fields)
         handler = functools.partial(describe_file, limits=sandbox.fingerprint, flow_host=socket.gethostname(),
                                     download_cap=max_download_mb << 20)
-        job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=VERSION,
+        version = f"{VERSION} cap {max_download_mb}" if remote else VERSION  # a new cap: the capped objects again
+        job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=version,
                   column_types=COLUMN_TYPES, hooks=known,
                   worker_check=functools.partial(prefix_visible if remote else tree_visible, root))
         processes = concurrency or os.cpu_count() or 2
