@@ -40,6 +40,7 @@ from tasks.files.sandbox import DEPTH, Answer, Sandbox, stop_idle_children
 RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
 COLUMN_TYPES = {**dict.fromkeys(INTEGERS, "Int64"), **dict.fromkeys((*NUMBERS, "elapsed_ms"), "float64")}
 LIMITED = ("timeout", "memory", "died")  # sandbox problems that other limits might not meet
+BUCKET_PROCESSES_PER_CPU = 4  # a parser process of a bucket's objects mostly waits for its ranged reads
 
 
 def outcome_of(answer: Answer) -> dict[str, Any]:
@@ -115,8 +116,8 @@ def file_metadata(
                                                   "parsers take ~60)")] = 1024,
     runner: Runner = "thread",
     workers: Workers = None,
-    concurrency: Annotated[Positive | None, Help("parser processes for the whole run (default: CPU count; at least "
-                                                 "one per chunk running at once)")] = None,
+    concurrency: Annotated[Positive | None, Help("parser processes for the whole run (default: CPU count, 4 per CPU "
+                                                 "for a bucket prefix; at least one per chunk running at once)")] = None,
     chunk_size: Annotated[Positive, Help("files per Prefect task")] = 1000,
     max_download_mb: Annotated[Positive, Help("the most a bucket's object may fetch to be described (its parsers "
                                               "read only the blocks they need); past it the object fails")] = 256,
@@ -141,7 +142,7 @@ def file_metadata(
         job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=version,
                   column_types=COLUMN_TYPES, hooks=known,
                   worker_check=functools.partial(prefix_visible if remote else tree_visible, root))
-        processes = concurrency or os.cpu_count() or 2
+        processes = concurrency or (os.cpu_count() or 2) * (BUCKET_PROCESSES_PER_CPU if remote else 1)
         facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",
                  "concurrency": f"{processes} parser processes, at least one per chunk running at once"}
         # a file that fails to parse is that file's state, not a broken API: no brake, no failed share
