@@ -11,8 +11,8 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 from conftest import kill_when, read_table, run_cli, write_config
+from PIL import Image
 
 from flows.card_recommendations import card_recommendations
 from tasks.engine.storage import AtomicOutput

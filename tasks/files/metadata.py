@@ -37,11 +37,10 @@ def extract(path: str, size: int = 0, cap: int = 0) -> dict[str, Any]:
     bytes and requests it cost (`bucket_read`)."""
     if not storage.is_url(path):
         try:
-            handle = open(path, "rb")
-        except OSError as error:
+            with open(path, "rb") as handle:
+                return describe(Source(handle, path, os.fstat(handle.fileno()).st_size))
+        except OSError as error:  # describe answers its own: this is the file that cannot be opened
             return _answer("failed", error.strerror or str(error))
-        with handle:
-            return describe(Source(handle, path, os.fstat(handle.fileno()).st_size))
     from tasks.files.objects import open_object
 
     try:
