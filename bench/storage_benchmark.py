@@ -9,7 +9,8 @@ cards   card recommendations, users parquet -> CSV, emulator at full speed, each
         (rows/s end to end incl. start-up, and the peak RSS of the process and its children).
 files   file metadata over the oracle corpus copied round robin (bench/metadata_benchmark.py), the
         tree on disk vs the same objects under s3://bench/tree/: files/s while chunks ran, and the
-        bytes fetched per object (whole objects under the download cap; listing pages not counted).
+        bytes and ranged reads fetched per object as the rows report them (`bucket_read` in their
+        metadata; listing pages not counted).
 
 moto keeps objects in its own process's memory and is slower than a real store, so the bucket
 figures are a floor for what the code does, not a measure of S3.
@@ -17,6 +18,7 @@ figures are a floor for what the code does, not a measure of S3.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -33,7 +35,7 @@ from metadata_benchmark import build_tree  # noqa: E402
 from s3_server import S3Server  # noqa: E402
 
 from emulators import Emulator  # noqa: E402
-from tasks.engine.runners import local_prefect_server  # noqa: E402
+from tasks.engine.server import temporary_server  # noqa: E402
 from tasks.samples.tables import write_users  # noqa: E402
 
 
@@ -66,12 +68,24 @@ def bench_files(directory: Path, server: S3Server, count: int) -> None:
     total = sum(os.path.getsize(path) for path in files)
     for where, source in (("local", str(root)), ("bucket", "s3://bench/tree")):
         os.environ["BATCHFLOWS_WORK_DIR"] = str(directory / f"work-files-{where}")
+        output = directory / f"metadata-{where}.parquet"
         started = time.monotonic()
-        figures = file_metadata(source, str(directory / f"metadata-{where}.parquet"))
+        figures = file_metadata(source, str(output))
         seconds = time.monotonic() - started
-        fetched = f", {total / count:,.0f} bytes fetched per object (each whole)" if where == "bucket" else ""
+        fetched = f", {fetched_per_object(output, total / count)}" if where == "bucket" else ""
         print(f"files  {where:6} {count:,} files: {figures['processing_rows_per_second']:,.0f} files/s while chunks "
               f"ran, {count / seconds:,.0f} files/s end to end{fetched}; {figures['statuses']}", flush=True)
+
+
+def fetched_per_object(output: Path, mean_size: float) -> str:
+    """The bytes and requests per object the rows' `bucket_read` report, against the objects' mean size."""
+    import pandas as pd
+
+    reads = [json.loads(text)["bucket_read"] for text in pd.read_parquet(output, columns=["metadata_json"]).metadata_json]
+    fetched = sum(read["bytes"] for read in reads) / len(reads)
+    requests = sum(read["requests"] for read in reads) / len(reads)
+    return (f"{fetched:,.0f} bytes fetched per object in {requests:.2f} ranged reads "
+            f"(objects {mean_size:,.0f} bytes on average)")
 
 
 def main() -> None:
@@ -81,7 +95,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000, help="objects for files")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="bench-storage-"))
-    with local_prefect_server() as api_url, S3Server() as server:
+    with temporary_server() as api_url, S3Server() as server:
         os.environ.update(server.env)
         os.environ["PREFECT_API_URL"] = api_url
         server.bucket("bench")

@@ -25,6 +25,7 @@ from tasks.apis.llm import PromptTemplate
 from tasks.apis.messaging import RESULT_COLUMNS as MESSAGE_COLUMNS
 from tasks.apis.messaging import OutboxHooks, idempotency_key, is_email, send_message
 from tasks.apis.phones import check_phones, fast_e164
+from tasks.engine import storage
 from tasks.engine.job import Job, RunOptions
 from tasks.engine.lookups import LookupCache, cached_lookup
 from tasks.engine.params import (
@@ -41,7 +42,6 @@ from tasks.engine.params import (
 from tasks.engine.preflight import check_paths
 from tasks.engine.progress import publish_summary, summary_markdown
 from tasks.engine.run import default_work_dir, run_job_on_frame
-from tasks.engine import storage
 from tasks.engine.storage import local_dir
 from tasks.engine.tables import InputError, OutputWriter, read_chunks
 from tasks.samples.emulated import run_emulated

@@ -10,12 +10,11 @@ failed / timeout) and error. A rerun parses only the files whose (path, size, mt
 
 The root may be a bucket prefix (s3://bucket/prefix, gs://...): the objects are listed lazily
 (tasks/files/objects.py), each row has the object's ETag too (a rerun parses only the objects whose
-(key, size, ETag) changed), and each object is fetched into a temporary file on the worker that
-parses it, whole up to `max_download_mb`, else only its two ends (a ranged read each).
+(key, size, ETag) changed), and the parser process opens each object itself and reads it in ranges,
+only the blocks the readers touch (tasks/files/objects.py), at most `max_download_mb` of it.
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import os
@@ -36,12 +35,13 @@ from tasks.engine.run import default_work_dir, run_job
 from tasks.engine.tables import InputError
 from tasks.files.filetree import KnownFiles, entry_problem, stage_tree
 from tasks.files.metadata import FIELDS, INTEGERS, NUMBERS, VERSION
-from tasks.files.objects import fetch_object, prefix_visible, stage_objects
+from tasks.files.objects import prefix_visible, stage_objects
 from tasks.files.sandbox import DEPTH, Answer, Sandbox, stop_idle_children
 
 RESULT_COLUMNS = (*FIELDS, "metadata_json", "elapsed_ms")
 COLUMN_TYPES = {**dict.fromkeys(INTEGERS, "Int64"), **dict.fromkeys((*NUMBERS, "elapsed_ms"), "float64")}
 LIMITED = ("timeout", "memory", "died")  # sandbox problems that other limits might not meet
+BUCKET_PROCESSES_PER_CPU = 4  # a parser process of a bucket's objects mostly waits for its ranged reads
 
 
 def outcome_of(answer: Answer) -> dict[str, Any]:
@@ -73,32 +73,25 @@ async def describe_file(row: dict[str, Any], clients: dict[str, Any], *, limits:
                         download_cap: int = 0) -> dict[str, Any] | Partial:
     """Chunk-engine handler for one walked entry: a parse in the sandbox (the flow answers entries
     known from an earlier run itself). `_limits` in the result tells the flow to remember it. An
-    object of a bucket is parsed from a temporary copy (whole up to `download_cap` bytes)."""
+    object of a bucket is opened by the parser process itself and read in ranges, at most
+    `download_cap` bytes of it."""
     path = base64.b64decode(row["path_b64"])
-    note, remote = "", storage.is_url(os.fsdecode(path))
-    if remote:
-        try:
-            copy = await asyncio.to_thread(fetch_object, os.fsdecode(path), int(row["size"]), download_cap)
-        except storage.StorageError as error:
-            return Partial(dict.fromkeys(RESULT_COLUMNS), str(error), "failed")
-        local, note = copy.path, copy.note
+    location = os.fsdecode(path)
+    if storage.is_url(location):
+        arguments: tuple = (location, int(row["size"]), download_cap)
     else:
         problem = entry_problem(path)
         if problem:
             return Partial(dict.fromkeys(RESULT_COLUMNS), not_here(path, problem[1], flow_host), problem[0])
-        local = os.fsdecode(path)
-    try:
-        answer = await clients["parser"].call(local)
-    finally:
-        if remote:
-            os.unlink(local)
+        arguments = (location,)
+    answer = await clients["parser"].call(*arguments)
     fields = record_fields(outcome_of(answer))
-    error = "; ".join(text for text in (note, fields["error"]) if text)
-    limited = answer.problem in LIMITED or note  # a partial read counts only under the same download cap
-    result = {**fields["result"], "_limits": f"{limits} {download_cap if note else ''}".strip() if limited else ""}
-    if fields["status"] == "ok" and not error:
+    capped = bool(answer.value and answer.value.get("read_cap_reached"))
+    limited = answer.problem in LIMITED or capped  # an outcome of the cap counts only under the same cap
+    result = {**fields["result"], "_limits": f"{limits} {download_cap if capped else ''}".strip() if limited else ""}
+    if fields["status"] == "ok" and not fields["error"]:
         return result
-    return Partial(result, error, fields["status"])  # ok with a parser's note, or not ok
+    return Partial(result, fields["error"], fields["status"])  # ok with a parser's note, or not ok
 
 
 def tree_visible(root: str) -> str:
@@ -124,11 +117,11 @@ def file_metadata(
                                                   "parsers take ~60)")] = 1024,
     runner: Runner = "thread",
     workers: Workers = None,
-    concurrency: Annotated[Positive | None, Help("parser processes for the whole run (default: CPU count; at least "
-                                                 "one per chunk running at once)")] = None,
+    concurrency: Annotated[Positive | None, Help("parser processes for the whole run (default: CPU count, 4 per CPU "
+                                                 "for a bucket prefix; at least one per chunk running at once)")] = None,
     chunk_size: Annotated[Positive, Help("files per Prefect task")] = 1000,
-    max_download_mb: Annotated[Positive, Help("a bucket's objects up to this size are fetched whole to be parsed; "
-                                              "of larger ones only the first and last MiB")] = 256,
+    max_download_mb: Annotated[Positive, Help("the most a bucket's object may fetch to be described (its parsers "
+                                              "read only the blocks they need); past it the object fails")] = 256,
 ) -> dict[str, Any]:
     """Describe every file under `root`; returns the run's figures."""
     remote = storage.is_url(root)
@@ -145,13 +138,14 @@ def file_metadata(
             raise InputError(f"{root}: no files" + (" matching --include/--exclude" if include or exclude else ""))
         walked = round(time.monotonic() - started, 3)
         sandbox = Sandbox("tasks.files.metadata:extract", timeout, memory_mb)
-        processes = concurrency or os.cpu_count() or 2
+        processes = concurrency or (os.cpu_count() or 2) * (BUCKET_PROCESSES_PER_CPU if remote else 1)
         if runner == "thread":  # the chunks run in this process: their parsers start while the run sets up
             sandbox.prestart(min(processes, entries))
         known = KnownFiles(storage.local_dir(work_dir) / "cache" / "file-metadata.sqlite", VERSION, sandbox.fingerprint, record_fields)
         handler = functools.partial(describe_file, limits=sandbox.fingerprint, flow_host=socket.gethostname(),
                                     download_cap=max_download_mb << 20)
-        job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=VERSION,
+        version = f"{VERSION} cap {max_download_mb}" if remote else VERSION  # a new cap: the capped objects again
+        job = Job("file-metadata", handler, RESULT_COLUMNS, (sandbox,), work_dir, version=version,
                   column_types=COLUMN_TYPES, hooks=known,
                   worker_check=functools.partial(prefix_visible if remote else tree_visible, root))
         facts = {"root": f"`{root}`", "per-file limits": f"{timeout:g} s, {memory_mb:,} MB address space",

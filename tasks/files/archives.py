@@ -6,13 +6,12 @@ inflated from their local entries with a size cap."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import struct
 import zlib
 from dataclasses import dataclass
 from xml.etree.ElementTree import ParseError
 
-from tasks.files.found import Found, HeaderError, read_at, tail
+from tasks.files.found import Found, HeaderError, Source, read_at, tail
 
 MAX_ENTRIES = 20_000
 LISTED = 50  # entries named in the metadata
@@ -45,9 +44,9 @@ def _dos_time(date: int, time: int) -> str | None:
         return None
 
 
-def _directory(path: str) -> tuple[int, int, int, bytes]:
+def _directory(source: Source) -> tuple[int, int, int, bytes]:
     """(entries, central directory size, its offset, archive comment) from the end records."""
-    end = tail(path, 65_557)
+    end = tail(source, 65_557)
     at = end.rfind(b"PK\x05\x06")
     if at < 0 or len(end) - at < 22:
         raise HeaderError("damaged or cut ZIP: no end of central directory record")
@@ -56,17 +55,16 @@ def _directory(path: str) -> tuple[int, int, int, bytes]:
     locator = end.rfind(b"PK\x06\x07", 0, at)
     if locator >= 0 and (0xFFFFFFFF in (size, offset) or total == 0xFFFF):  # ZIP64
         record = struct.unpack_from("<Q", end, locator + 8)[0]
-        z64 = read_at(path, record, 56)
+        z64 = read_at(source, record, 56)
         if z64[:4] != b"PK\x06\x06":
             raise HeaderError("damaged ZIP64 end of central directory record")
         total, size, offset = struct.unpack_from("<QQQ", z64, 32)
-    file_size = os.path.getsize(path)
-    shift = file_size - len(end) + at - size - offset  # data in front of the archive (self-extracting)
+    shift = source.size - len(end) + at - size - offset  # data in front of the archive (self-extracting)
     return total, size, offset + max(shift, 0), comment
 
 
-def _entries(path: str, offset: int, size: int, count: int) -> list[Entry]:
-    data = read_at(path, offset, min(size, count * 1024 + 46 * count))
+def _entries(source: Source, offset: int, size: int, count: int) -> list[Entry]:
+    data = read_at(source, offset, min(size, count * 1024 + 46 * count))
     entries, at = [], 0
     while len(entries) < count and at + 46 <= len(data) and data[at:at + 4] == b"PK\x01\x02":
         (flags, method, time, date, _, compressed, size_, name_length, extra_length, comment_length,
@@ -96,13 +94,13 @@ def _zip64_sizes(extra: bytes, compressed: int, size: int, local: int) -> tuple[
     return compressed, size, local
 
 
-def _member(path: str, entry: Entry, limit: int = MAX_PART) -> bytes:
+def _member(source: Source, entry: Entry, limit: int = MAX_PART) -> bytes:
     """An entry's data (stored or deflated), at most `limit` bytes inflated."""
-    local = read_at(path, entry.offset, 30)
+    local = read_at(source, entry.offset, 30)
     if local[:4] != b"PK\x03\x04":
         raise HeaderError(f"damaged ZIP: no local header for {entry.name}")
     name_length, extra_length = struct.unpack_from("<HH", local, 26)
-    raw = read_at(path, entry.offset + 30 + name_length + extra_length, min(entry.compressed, limit * 4))
+    raw = read_at(source, entry.offset + 30 + name_length + extra_length, min(entry.compressed, limit * 4))
     if entry.method == 0:
         return raw[:limit]
     if entry.method == 8:
@@ -110,25 +108,25 @@ def _member(path: str, entry: Entry, limit: int = MAX_PART) -> bytes:
     raise HeaderError(f"{entry.name}: compression method {entry.method} not read")
 
 
-def _xml_part(path: str, entry: Entry | None) -> dict[str, str]:
+def _xml_part(source: Source, entry: Entry | None) -> dict[str, str]:
     """The simple elements of a small XML part by local name ({} when the part is missing)."""
     from defusedxml.ElementTree import fromstring
 
     if entry is None:
         return {}
     try:
-        root = fromstring(_member(path, entry))
+        root = fromstring(_member(source, entry))
     except ParseError as error:
         raise HeaderError(f"damaged {entry.name}: {error}") from None
     return {element.tag.rsplit("}", 1)[-1]: element.text.strip() for element in root.iter()
             if element is not root and element.text and element.text.strip() and len(element) == 0}
 
 
-def _kind(path: str, names: dict[str, Entry], first: Entry | None) -> tuple[str, str]:
+def _kind(source: Source, names: dict[str, Entry], first: Entry | None) -> tuple[str, str]:
     if "[Content_Types].xml" in names:
         return next((OOXML_KINDS[n] for n in OOXML_KINDS if n in names), ("ooxml", "application/zip"))
     if first is not None and first.name == "mimetype" and first.size < 200:
-        mime = _member(path, first, 200).decode("ascii", "replace").strip()
+        mime = _member(source, first, 200).decode("ascii", "replace").strip()
         return MIMETYPE_KINDS.get(mime, "zip"), mime or "application/zip"
     if "AndroidManifest.xml" in names:
         return "apk", "application/vnd.android.package-archive"
@@ -139,13 +137,13 @@ def _kind(path: str, names: dict[str, Entry], first: Entry | None) -> tuple[str,
     return "zip", "application/zip"
 
 
-def read_zip(path: str, head: bytes) -> Found:
-    total, size, offset, comment = _directory(path)
-    entries = _entries(path, offset, size, min(total, MAX_ENTRIES))
+def read_zip(source: Source, head: bytes) -> Found:
+    total, size, offset, comment = _directory(source)
+    entries = _entries(source, offset, size, min(total, MAX_ENTRIES))
     if total and not entries:
         raise HeaderError("damaged ZIP: the central directory is not where the end record says")
     names = {entry.name: entry for entry in entries}
-    kind, mime = _kind(path, names, entries[0] if entries else None)
+    kind, mime = _kind(source, names, entries[0] if entries else None)
     metadata = {"entries": total, "entries_read": len(entries),
                 "uncompressed_size": sum(e.size for e in entries), "compressed_size": sum(e.compressed for e in entries),
                 "encrypted": any(e.flags & 1 for e in entries), "comment": comment.decode("utf-8", "replace"),
@@ -154,7 +152,7 @@ def read_zip(path: str, head: bytes) -> Found:
     note = f"sizes summed over the first {len(entries):,} of {total:,} entries" if len(entries) < total else ""
     fields: dict = {}
     if kind in ("docx", "xlsx", "pptx", "ooxml"):
-        core, app = _xml_part(path, names.get("docProps/core.xml")), _xml_part(path, names.get("docProps/app.xml"))
+        core, app = _xml_part(source, names.get("docProps/core.xml")), _xml_part(source, names.get("docProps/app.xml"))
         pages = app.get("Pages") or app.get("Slides")
         fields = {"title": core.get("title"), "author": core.get("creator"), "created": core.get("created"),
                   "producer": " ".join(filter(None, (app.get("Application"), app.get("AppVersion")))) or None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.files.found import Found, HeaderError, read_at, tail, text
+from tasks.files.found import Found, HeaderError, Source, read_at, tail, text
 
 BITRATES = {(1, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
             (1, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
@@ -74,10 +74,10 @@ def id3_size(head: bytes) -> int:
     return 10 + size + (10 if head[5] & 0x10 else 0)
 
 
-def read_mpeg_audio(path: str, head: bytes) -> Found | None:
+def read_mpeg_audio(source: Source, head: bytes) -> Found | None:
     """MP3/MP2/MP1 when frames chain after any ID3 tag; None (not this format) otherwise."""
     start = id3_size(head)
-    data = read_at(path, start, SEARCH_BYTES)
+    data = read_at(source, start, SEARCH_BYTES)
     found = first_frame(data)
     if found is None:
         return None
@@ -86,7 +86,7 @@ def read_mpeg_audio(path: str, head: bytes) -> Found | None:
 
     frame = found[1]
     try:
-        audio = MP3(path)
+        audio = MP3(source.rewound())
     except MutagenError as error:
         raise HeaderError(f"damaged MPEG audio: {error}") from None
     tags = audio.tags or {}
@@ -107,12 +107,12 @@ def _vorbis_fields(tags) -> dict[str, str | None]:
     return {"title": first("title"), "author": first("artist"), "created": first("date"), "producer": first("encoder")}
 
 
-def read_flac(path: str, head: bytes) -> Found:
+def read_flac(source: Source, head: bytes) -> Found:
     from mutagen import MutagenError
     from mutagen.flac import FLAC
 
     try:
-        audio = FLAC(path)
+        audio = FLAC(source.rewound())
     except MutagenError as error:
         raise HeaderError(f"damaged FLAC: {error}") from None
     info = audio.info
@@ -120,7 +120,7 @@ def read_flac(path: str, head: bytes) -> Found:
               "bit_rate": info.bitrate or None, "codec": "FLAC", **_vorbis_fields(audio.tags)}
     return Found("flac", "audio/flac", "mutagen:FLAC", fields,
                  {"bits_per_sample": info.bits_per_sample, "total_samples": info.total_samples},
-                 flac_cut_note(path, info.total_samples, info.min_blocksize, info.max_blocksize))
+                 flac_cut_note(source, info.total_samples, info.min_blocksize, info.max_blocksize))
 
 
 def _crc8(data: bytes) -> int:
@@ -149,11 +149,11 @@ def _flac_frame_number(data: bytes, at: int) -> int | None:
     return number
 
 
-def flac_cut_note(path: str, total: int, min_block: int, max_block: int) -> str:
+def flac_cut_note(source: Source, total: int, min_block: int, max_block: int) -> str:
     """A note when the last frame of a fixed-block-size FLAC is not the one its STREAMINFO implies."""
     if not total or min_block != max_block or not min_block:
         return ""
-    expected, data = -(-total // min_block) - 1, tail(path, 65_536)
+    expected, data = -(-total // min_block) - 1, tail(source, 65_536)
     at = data.rfind(b"\xff\xf8")
     while at >= 0:
         number = _flac_frame_number(data, at)
@@ -163,9 +163,9 @@ def flac_cut_note(path: str, total: int, min_block: int, max_block: int) -> str:
     return "cut file? no FLAC frame at the end"
 
 
-def _ogg_streams(path: str) -> dict[str, bytes]:
+def _ogg_streams(source: Source) -> dict[str, bytes]:
     """The first packet of each stream that begins in the first pages, by codec."""
-    data, at, found = read_at(path, 0, 64 << 10), 0, {}
+    data, at, found = read_at(source, 0, 64 << 10), 0, {}
     while data[at:at + 4] == b"OggS" and at + 27 <= len(data):
         flags, segments = data[at + 5], data[at + 26]
         lacing = data[at + 27:at + 27 + segments]
@@ -180,9 +180,9 @@ def _ogg_streams(path: str) -> dict[str, bytes]:
     return found
 
 
-def ogg_cut_note(path: str) -> str:
+def ogg_cut_note(source: Source) -> str:
     """A note when the last page runs past the end of the file."""
-    end = tail(path, 65_536)
+    end = tail(source, 65_536)
     at = end.rfind(b"OggS")
     if at < 0 or at + 27 > len(end):
         return "cut file? no complete Ogg page at the end"
@@ -192,7 +192,7 @@ def ogg_cut_note(path: str) -> str:
     return ""
 
 
-def read_ogg(path: str, head: bytes) -> Found:
+def read_ogg(source: Source, head: bytes) -> Found:
     from mutagen import MutagenError
     from mutagen.oggflac import OggFLAC
     from mutagen.oggopus import OggOpus
@@ -200,7 +200,7 @@ def read_ogg(path: str, head: bytes) -> Found:
     from mutagen.oggtheora import OggTheora
     from mutagen.oggvorbis import OggVorbis
 
-    streams = _ogg_streams(path)
+    streams = _ogg_streams(source)
     if not streams:
         raise HeaderError("damaged Ogg file: no stream header a reader knows")
     readers = {"vorbis": OggVorbis, "opus": OggOpus, "flac": OggFLAC, "speex": OggSpeex, "theora": OggTheora}
@@ -208,7 +208,7 @@ def read_ogg(path: str, head: bytes) -> Found:
     lengths = []
     for codec in streams:
         try:
-            parsed = readers[codec](path)
+            parsed = readers[codec](source.rewound())
         except MutagenError as error:
             raise HeaderError(f"damaged or cut Ogg {codec} stream: {error}") from None
         lengths.append(parsed.info.length)
@@ -225,15 +225,15 @@ def read_ogg(path: str, head: bytes) -> Found:
     fields["duration_s"] = max(lengths)
     kind, mime = ("ogv", "video/ogg") if "theora" in streams else (("opus", "audio/ogg") if list(streams) == ["opus"]
                                                                    else ("ogg", "audio/ogg"))
-    return Found(kind, mime, "mutagen:Ogg", fields, {"streams": list(streams)}, ogg_cut_note(path))
+    return Found(kind, mime, "mutagen:Ogg", fields, {"streams": list(streams)}, ogg_cut_note(source))
 
 
-def read_ac3(path: str, head: bytes) -> Found:
+def read_ac3(source: Source, head: bytes) -> Found:
     from mutagen import MutagenError
     from mutagen.ac3 import AC3
 
     try:
-        info = AC3(path).info
+        info = AC3(source.rewound()).info
     except MutagenError as error:
         raise HeaderError(f"damaged AC-3: {error}") from None
     fields = {"duration_s": info.length, "sample_rate": info.sample_rate, "channels": ac3_channels(head),

@@ -9,7 +9,7 @@ import struct
 import zlib
 from typing import Any, Iterator
 
-from tasks.files.found import Found, HeaderError
+from tasks.files.found import Found, HeaderError, Source, read_at
 
 TAGS = {(0x0002, 0x0002): ("media_storage_sop_class", "UI"), (0x0002, 0x0010): ("transfer_syntax", "UI"),
         (0x0008, 0x0016): ("sop_class", "UI"), (0x0008, 0x0020): ("study_date", "DA"),
@@ -95,9 +95,8 @@ def looks_like_acr_nema(head: bytes) -> bool:
     return False
 
 
-def read_dicom(path: str, head: bytes) -> Found:
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_BYTES + 132)
+def read_dicom(source: Source, head: bytes) -> Found:
+    data = read_at(source, 0, MAX_BYTES + 132)
     tags: dict[str, Any] = {}
     if data[128:132] == b"DICM":
         data, dataset = data[132:], 0

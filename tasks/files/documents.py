@@ -9,7 +9,7 @@ import re
 import struct
 from typing import Any
 
-from tasks.files.found import Found, HeaderError, read_at, text
+from tasks.files.found import Found, HeaderError, Source, read_at, text
 
 DOS_EPS = b"\xc5\xd0\xd3\xc6"
 SVG_UNITS = {"": 1.0, "px": 1.0, "in": 96.0, "cm": 96 / 2.54, "mm": 96 / 25.4, "pt": 96 / 72, "pc": 16.0}
@@ -35,11 +35,23 @@ def _page_count(reader: Any) -> int:
     return int(count) if isinstance(count, int) and count >= 0 else len(reader.pages)
 
 
-def read_pdf(path: str, head: bytes) -> Found:
+def read_pdf(source: Source, head: bytes) -> Found:
+    """Read strictly first: pypdf's lenient mode checks the header of every object its cross-reference
+    table lists, which reads the whole file (of a bucket's object, every block). A file the strict
+    read rejects is read again leniently."""
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings about a damaged file: the error says enough
+    try:
+        return _pdf_found(source, strict=True)
+    except MemoryError:
+        raise
+    except Exception:  # any complaint of the strict read: the lenient one decides
+        return _pdf_found(source, strict=False)
+
+
+def _pdf_found(source: Source, strict: bool) -> Found:
     from pypdf import PdfReader
 
-    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings about a damaged file: the error says enough
-    reader = PdfReader(path, strict=False)
+    reader = PdfReader(source.rewound(), strict=strict)
     note, metadata = "", {"pdf_version": reader.pdf_header.lstrip("%"), "encrypted": reader.is_encrypted}
     if reader.is_encrypted and not reader.decrypt(""):
         return Found("pdf", "application/pdf", "pypdf", {}, metadata, "encrypted: document information not readable")
@@ -51,16 +63,14 @@ def read_pdf(path: str, head: bytes) -> Found:
     return Found("pdf", "application/pdf", "pypdf", fields, metadata, note)
 
 
-
-
 # PostScript / EPS: the header comments up to %%EndComments (DSC).
 
-def read_postscript(path: str, head: bytes, max_bytes: int = 64 << 10) -> Found:
+def read_postscript(source: Source, head: bytes, max_bytes: int = 64 << 10) -> Found:
     offset, length = 0, max_bytes
     if head.startswith(DOS_EPS):
         offset, size = struct.unpack_from("<II", head, 4)
         length = min(size, max_bytes)
-    data = read_at(path, offset, length)
+    data = read_at(source, offset, length)
     if not data.startswith(b"%!"):
         raise HeaderError("damaged EPS: no PostScript where the DOS header points")
     comments: dict[str, str] = {}
@@ -109,14 +119,14 @@ def svg_length(value: str | None) -> int | None:
     return round(float(match.group(1)) * SVG_UNITS[match.group(2).lower()])
 
 
-def read_svg(path: str, head: bytes) -> Found | None:
+def read_svg(source: Source, head: bytes) -> Found | None:
     from xml.etree.ElementTree import ParseError
 
     from defusedxml.ElementTree import iterparse
 
     root, title, seen = None, None, 0
     try:
-        for event, element in iterparse(path, events=("start", "end")):
+        for event, element in iterparse(source.rewound(), events=("start", "end")):
             seen += 1
             if root is None:
                 if element.tag.rsplit("}", 1)[-1] != "svg":
@@ -141,13 +151,13 @@ def read_svg(path: str, head: bytes) -> Found | None:
 
 # Type 1 fonts: the clear-text part of a PFA, or of a PFB's first segment; AFM: its header keys.
 
-def read_type1(path: str, head: bytes) -> Found:
+def read_type1(source: Source, head: bytes) -> Found:
     pfb = head.startswith(b"\x80\x01")
     if pfb:
         size = struct.unpack_from("<I", head, 2)[0]
-        clear = read_at(path, 6, min(size, 64 << 10))
+        clear = read_at(source, 6, min(size, 64 << 10))
     else:
-        clear = read_at(path, 0, 64 << 10)
+        clear = read_at(source, 0, 64 << 10)
     clear = clear.split(b"eexec", 1)[0].decode("latin-1")
     keys = dict(re.findall(r"/(FontName|FullName|FamilyName|Weight|Notice|version)\s+[/(]([^)\n]*)", clear))
     created = re.search(r"%%CreationDate:\s*(.+)", clear)
@@ -158,9 +168,9 @@ def read_type1(path: str, head: bytes) -> Found:
                  {"header": clear.split("\n", 1)[0].strip(), **keys})
 
 
-def read_afm(path: str, head: bytes) -> Found:
+def read_afm(source: Source, head: bytes) -> Found:
     keys: dict[str, str] = {}
-    for line in read_at(path, 0, 64 << 10).decode("latin-1").splitlines():
+    for line in read_at(source, 0, 64 << 10).decode("latin-1").splitlines():
         if line.startswith(("StartCharMetrics", "EndFontMetrics")):
             break
         key, _, value = line.partition(" ")
@@ -194,7 +204,7 @@ def looks_like_text(head: bytes) -> bool:
     return bool(decoded) and not any(ord(c) in TEXT_CONTROLS for c in decoded)
 
 
-def read_text(path: str, head: bytes) -> Found:
+def read_text(source: Source, head: bytes) -> Found:
     xml = head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml")
     newline = "CRLF" if b"\r\n" in head else "LF" if b"\n" in head else "CR" if b"\r" in head else None
     metadata = {"encoding": "us-ascii" if head.isascii() else "utf-8", "newlines": newline,

@@ -122,7 +122,7 @@ class KnownFiles(SqliteStore):
     """The outcome of each file from earlier runs, keyed by its exact path, on the flow side (the
     engine's `RowHooks`): a walked entry whose size, mtime (and a bucket object's ETag) and extractor
     version are unchanged is answered from here and never sent to a worker; an outcome the limits
-    caused (timeout, memory cap, a partial read under a download cap) counts only under the same
+    caused (timeout, memory cap, the read cap of a bucket's object) counts only under the same
     limits. New outcomes are written in batches, one commit per take of finished rows, compressed at
     zlib's fastest level (half the CPU of its default for ~3 % more bytes)."""
 

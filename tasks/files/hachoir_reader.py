@@ -5,7 +5,6 @@ else is `unsupported`. The answer is renamed to stable format names; a PNG's tex
 and author; a cut PNG, JPEG or GIF gets a note."""
 from __future__ import annotations
 
-import os
 import struct
 import sys
 from typing import Any
@@ -13,9 +12,10 @@ from typing import Any
 from hachoir.core import config as hachoir_config
 from hachoir.core.log import log as hachoir_log
 from hachoir.metadata import extractMetadata
-from hachoir.parser import createParser
+from hachoir.parser import guessParser
+from hachoir.stream import InputIOStream
 
-from tasks.files.found import Found, cut_note, text
+from tasks.files.found import Found, Source, cut_note, text
 from tasks.files.images import trailer_note
 
 HACHOIR_KEYS = {"width": ("width",), "height": ("height",), "duration_s": ("duration",), "bit_rate": ("bit_rate",),
@@ -61,7 +61,7 @@ def _items(metadata: Any) -> dict[str, Any]:
     return found
 
 
-def confirmed(parser: Any, head: bytes, path: str) -> bool:
+def confirmed(parser: Any, head: bytes, source: Source) -> bool:
     """A strong magic string matches, or the extension is the parser's."""
     tags = parser.PARSER_TAGS
     for entry in tags.get("magic", ()):
@@ -69,23 +69,26 @@ def confirmed(parser: Any, head: bytes, path: str) -> bool:
             at = entry[1] // 8
             if at + len(entry[0]) <= len(head) and head[at:at + len(entry[0])] == entry[0]:
                 return True
-    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    extension = source.extension.lstrip(".")
     return bool(extension) and extension in [e.lower() for e in tags.get("file_ext") or ()]
 
 
-def read_with_hachoir(path: str, head: bytes) -> Found | None:
+def read_with_hachoir(source: Source, head: bytes) -> Found | None:
+    """hachoir's parser for the file, on the source's handle (the stream hachoir's createParser would
+    make of the file: its name as the source and the filename tag); hachoir's closing is left to the
+    caller, who opened the handle."""
     messages.clear()
-    parser = createParser(path)
+    stream = InputIOStream(source.handle, source=f"file:{source.name}", tags=[("filename", source.name)])
+    parser = guessParser(stream)
     if parser is None:
         if messages.out_of_memory:
             raise MemoryError("out of memory while guessing the format")
         return None
-    with parser:
-        tag = parser.PARSER_TAGS["id"]
-        if tag in ("mpeg_audio", "mpeg_ts") or not confirmed(parser, head, path):
-            return None  # MPEG audio and TS are claimed by their own readers only
-        metadata = extractMetadata(parser)
-        name, mime = type(parser).__name__, str(parser.mime_type)
+    tag = parser.PARSER_TAGS["id"]
+    if tag in ("mpeg_audio", "mpeg_ts") or not confirmed(parser, head, source):
+        return None  # MPEG audio and TS are claimed by their own readers only
+    metadata = extractMetadata(parser)
+    name, mime = type(parser).__name__, str(parser.mime_type)
     if messages.out_of_memory:
         raise MemoryError("out of memory while reading the metadata")
     everything = _items(metadata) if metadata else {}
@@ -102,15 +105,15 @@ def read_with_hachoir(path: str, head: bytes) -> Found | None:
         kind = "webm"
     if kind == "png":
         _png_text(everything, fields)
-    note = "; ".join(messages.errors) or trailer_note(kind, path) or size_note(kind, path, head)
+    note = "; ".join(messages.errors) or trailer_note(kind, source) or size_note(kind, source, head)
     if not note and not everything and kind in EXPECTS_METADATA:
         note = "no metadata found (a damaged or cut file?)"
     return Found(kind, mime, f"hachoir:{name}", fields, everything, note)
 
 
-def size_note(kind: str, path: str, head: bytes) -> str:
+def size_note(kind: str, source: Source, head: bytes) -> str:
     """A note when an AVI's RIFF size or a Matroska segment's size runs past the end of the file."""
-    actual = os.path.getsize(path)
+    actual = source.size
     if kind == "avi" and len(head) >= 8:
         return cut_note(struct.unpack_from("<I", head, 4)[0] + 8, actual)
     if kind in ("mkv", "webm"):

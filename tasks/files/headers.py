@@ -4,7 +4,6 @@ live in the modules beside this one. A reader returns a `Found`, or None when a 
 the file is not its format (hachoir's turn then), or raises `HeaderError` for a damaged header."""
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 from tasks.files import (
@@ -18,10 +17,10 @@ from tasks.files import (
     pcm,
     science,
 )
-from tasks.files.found import Found
+from tasks.files.found import Found, Source
 
 HEAD_BYTES = 4096
-Reader = Callable[[str, bytes], "Found | None"]
+Reader = Callable[[Source, bytes], "Found | None"]
 MPEG_AUDIO_EXTENSIONS = (".mp3", ".mp2", ".mp1", ".mpa")
 
 
@@ -37,9 +36,9 @@ def _postscript(head: bytes) -> Reader | None:
     return None
 
 
-def readers_for(head: bytes, path: str) -> list[Reader]:
+def readers_for(head: bytes, source: Source) -> list[Reader]:
     """The readers to try, in order, for a file starting with `head` (hachoir comes after them)."""
-    extension = os.path.splitext(path)[1].lower()
+    extension = source.extension
     if head.startswith(b"SIMPLE  ="):
         return [science.read_fits]
     if science.hdf5_offset(head) is not None:

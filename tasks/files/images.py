@@ -3,11 +3,10 @@ lazily; nothing is decoded); ICO directories, OpenEXR attributes and DPX headers
 `trailer_note` tells a cut PNG, JPEG or GIF by its missing end marker."""
 from __future__ import annotations
 
-import os
 import struct
 from typing import Any
 
-from tasks.files.found import Found, HeaderError, cut_note, read_at, tail, text
+from tasks.files.found import Found, HeaderError, Source, cut_note, read_at, tail, text
 
 PILLOW = {  # our format -> (Pillow's format id, MIME type)
     "webp": ("WEBP", "image/webp"), "bmp": ("BMP", "image/bmp"), "ppm": ("PPM", "image/x-portable-pixmap"),
@@ -52,21 +51,21 @@ def image_kind(head: bytes) -> str | None:
     return None
 
 
-def read_image(path: str, head: bytes) -> Found:
+def read_image(source: Source, head: bytes) -> Found:
     kind = image_kind(head)
     if kind == "ico":
-        return read_ico(path, head)
+        return read_ico(source, head)
     if kind == "exr":
-        return read_exr(path, head)
+        return read_exr(source, head)
     if kind == "dpx":
-        return read_dpx(path, head)
+        return read_dpx(source, head)
     if kind == "psd":
-        return read_psd(path, head)
+        return read_psd(source, head)
     from PIL import Image, UnidentifiedImageError
 
     pillow, mime = PILLOW[kind]
     try:
-        with Image.open(path, formats=[pillow]) as image:
+        with Image.open(source.handle, formats=[pillow]) as image:
             width, height = image.size
             info = {key: value for key, value in image.info.items() if isinstance(value, (str, int, float, tuple))}
             metadata: dict[str, Any] = {"mode": image.mode, **info}
@@ -78,13 +77,15 @@ def read_image(path: str, head: bytes) -> Found:
                 fields["created"] = text(original) or fields["created"]
                 metadata.update(make=text(tags.get(271)), model=text(tags.get(272)))
                 metadata.pop("exif", None)
-    except (UnidentifiedImageError, SyntaxError, struct.error, EOFError) as error:
+    except UnidentifiedImageError:  # Pillow names a file object by its repr: the file's name instead
+        raise HeaderError(f"damaged {kind.upper()} header: cannot identify image file {source.name!r}") from None
+    except (SyntaxError, struct.error, EOFError) as error:
         raise HeaderError(f"damaged {kind.upper()} header: {error}") from None
-    note = cut_note(struct.unpack_from("<I", head, 2)[0], os.path.getsize(path)) if kind == "bmp" else ""
+    note = cut_note(struct.unpack_from("<I", head, 2)[0], source.size) if kind == "bmp" else ""
     return Found(kind, mime, f"pillow:{pillow}", fields, metadata, note)
 
 
-def read_psd(path: str, head: bytes) -> Found:
+def read_psd(source: Source, head: bytes) -> Found:
     """Photoshop (PSD, PSB): the header has the height before the width."""
     channels, height, width, depth, mode = struct.unpack_from(">HIIHH", head, 12)
     modes = {0: "bitmap", 1: "grayscale", 2: "indexed", 3: "RGB", 4: "CMYK", 7: "multichannel", 8: "duotone", 9: "Lab"}
@@ -106,16 +107,16 @@ def _ico_directory(head: bytes) -> list[tuple[int, int]]:
     return sizes
 
 
-def read_ico(path: str, head: bytes) -> Found:
+def read_ico(source: Source, head: bytes) -> Found:
     """The first image's size, as ExifTool gives it; every size in the metadata."""
     sizes = _ico_directory(head)
     return Found("ico", "image/vnd.microsoft.icon", "ico-directory", {"width": sizes[0][0], "height": sizes[0][1]},
                  {"images": len(sizes), "sizes": [f"{w}x{h}" for w, h in sizes]})
 
 
-def read_exr(path: str, head: bytes, max_bytes: int = 64 << 10) -> Found:
+def read_exr(source: Source, head: bytes, max_bytes: int = 64 << 10) -> Found:
     """OpenEXR: the first header's attributes (name, type, size, value) up to the empty name."""
-    data, at, attributes = read_at(path, 0, max_bytes), 8, {}
+    data, at, attributes = read_at(source, 0, max_bytes), 8, {}
     while at < len(data) and data[at] != 0:
         name_end = data.find(b"\x00", at)
         kind_end = data.find(b"\x00", name_end + 1)
@@ -153,7 +154,7 @@ def _exr_value(kind: str, value: bytes) -> Any:
     return f"{kind}, {len(value)} bytes"
 
 
-def read_dpx(path: str, head: bytes) -> Found:
+def read_dpx(source: Source, head: bytes) -> Found:
     order = ">" if head[:4] == b"SDPX" else "<"
     if len(head) < 780:
         raise HeaderError("cut DPX header")
@@ -164,12 +165,12 @@ def read_dpx(path: str, head: bytes) -> Found:
                  {"version": text(head[8:16].split(b"\x00", 1)[0])})
 
 
-def trailer_note(kind: str, path: str) -> str:
+def trailer_note(kind: str, source: Source) -> str:
     """A note when a PNG, JPEG or GIF lacks its end marker (a cut file); '' otherwise."""
     if kind == "png":
-        return "" if tail(path, 12) == b"\x00\x00\x00\x00IEND\xaeB`\x82" else "cut file? no IEND chunk at the end"
+        return "" if tail(source, 12) == b"\x00\x00\x00\x00IEND\xaeB`\x82" else "cut file? no IEND chunk at the end"
     if kind == "jpeg":
-        return "" if b"\xff\xd9" in tail(path, 64 << 10) else "cut file? no end-of-image marker"
+        return "" if b"\xff\xd9" in tail(source, 64 << 10) else "cut file? no end-of-image marker"
     if kind == "gif":
-        return "" if tail(path, 1) == b";" else "cut file? no GIF trailer"
+        return "" if tail(source, 1) == b";" else "cut file? no GIF trailer"
     return ""

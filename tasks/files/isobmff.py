@@ -5,11 +5,10 @@ ftyp brand. Sample tables are skipped, so a long movie costs a few reads."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import struct
 from dataclasses import dataclass, field
 
-from tasks.files.found import Found, HeaderError, text
+from tasks.files.found import Found, HeaderError, Source, text
 
 TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid", b"moof", b"mfra", b"pdin", b"sidx"}
 CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"udta", b"ilst", b"edts"}
@@ -178,28 +177,27 @@ def _quicktime_text(handle, offset: int, size: int) -> str | None:
     return text(data[4:4 + length].decode("utf-8", "replace")) if length else None
 
 
-def read_isobmff(path: str, head: bytes) -> Found | None:
-    actual, brand, moov, note = os.path.getsize(path), b"", None, ""
-    with open(path, "rb") as handle:
-        for kind, offset, size in _boxes(handle, 0, actual):
-            if kind == b"ftyp":
-                handle.seek(offset)
-                brand = handle.read(4)
-            elif kind == b"moov":
-                moov = (offset, size)
-            if offset + size > actual:
-                note = f"cut file? the {kind.decode('latin-1')} box runs {offset + size - actual:,} bytes past the end"
-        if brand in NOT_MOVIES:
-            return None
-        if moov is None:
-            if not brand:
-                return None  # no ftyp and no moov: not shown to be this format
-            raise HeaderError("cut or damaged MP4: no movie box (moov)" + (f"; {note}" if note else ""))
-        movie = Movie()
-        _walk(handle, moov[0], min(moov[0] + moov[1], actual), movie, None, [0])
-        for name, value in _udta_text(handle, moov):
-            if value:
-                movie.tags.setdefault(name, value)
+def read_isobmff(source: Source, head: bytes) -> Found | None:
+    handle, actual, brand, moov, note = source.handle, source.size, b"", None, ""
+    for kind, offset, size in _boxes(handle, 0, actual):
+        if kind == b"ftyp":
+            handle.seek(offset)
+            brand = handle.read(4)
+        elif kind == b"moov":
+            moov = (offset, size)
+        if offset + size > actual:
+            note = f"cut file? the {kind.decode('latin-1')} box runs {offset + size - actual:,} bytes past the end"
+    if brand in NOT_MOVIES:
+        return None
+    if moov is None:
+        if not brand:
+            return None  # no ftyp and no moov: not shown to be this format
+        raise HeaderError("cut or damaged MP4: no movie box (moov)" + (f"; {note}" if note else ""))
+    movie = Movie()
+    _walk(handle, moov[0], min(moov[0] + moov[1], actual), movie, None, [0])
+    for name, value in _udta_text(handle, moov):
+        if value:
+            movie.tags.setdefault(name, value)
     video = next((t for t in movie.tracks if t.handler == "vide" and t.width), None)
     if video is None:  # no sample entry read: the track header's size
         video = next((t for t in movie.tracks if t.display and t.handler in ("vide", "")), None)

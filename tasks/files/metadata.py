@@ -4,7 +4,9 @@ metadata as JSON. The readers of tasks/files/headers.py take the formats they re
 (tasks/files/hachoir_reader.py), its guesses confirmed. A file no reader claims is `unsupported`.
 
 `extract(path)` is what the parser processes of tasks/files/sandbox.py run: on a hostile file it may loop
-or eat memory, and the sandbox stops it. A MemoryError that hachoir swallows (its extractor catches
+or eat memory, and the sandbox stops it. A bucket's object (`extract(url, size, cap)`) is opened there
+too, read in ranges as the readers touch it (tasks/files/objects.py), so the timeout and the memory cap
+cover the reads. A MemoryError that hachoir swallows (its extractor catches
 every exception) is raised again, so a memory cap is reported as such.
 """
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 from typing import Any
 
-from tasks.files.found import Found, HeaderError
+from tasks.engine import storage
+from tasks.files.found import Found, HeaderError, Source, read_at
 from tasks.files.hachoir_reader import read_with_hachoir
 from tasks.files.headers import HEAD_BYTES, readers_for
 
@@ -26,19 +30,44 @@ MAX_TEXT = 2000  # characters kept of one metadata value
 UNSET_DATES = ("0000", "1904-01-01T00:00:00", "1970-01-01T00:00:00", "1601-01-01T00:00:00")  # zero in some epoch
 
 
-def extract(path: str) -> dict[str, Any]:
-    """{status: ok | unsupported | failed, error, the FIELDS, metadata_json} for one file."""
+def extract(path: str, size: int = 0, cap: int = 0) -> dict[str, Any]:
+    """{status: ok | unsupported | failed, error, the FIELDS, metadata_json} for one file: a local
+    path, or the URL of a bucket's object of `size` bytes (as listed), read in ranges of which at
+    most `cap` bytes may be fetched; its answer has `read_cap_reached` too, and its metadata the
+    bytes and requests it cost (`bucket_read`)."""
+    if not storage.is_url(path):
+        try:
+            with open(path, "rb") as handle:
+                return describe(Source(handle, path, os.fstat(handle.fileno()).st_size))
+        except OSError as error:  # describe answers its own: this is the file that cannot be opened
+            return _answer("failed", error.strerror or str(error))
+    from tasks.files.objects import open_object
+
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(HEAD_BYTES)
+        source, reads = open_object(path, size, cap)
+    except storage.StorageError as error:
+        return {**_answer("failed", str(error)), "read_cap_reached": False}
+    with source.handle:
+        answer = describe(source)
+    if reads.problem:  # a failed read, which a library may have swallowed, decides
+        answer = _answer("failed", reads.problem)
+    answer["metadata_json"] = json.dumps({**json.loads(answer["metadata_json"]), "bucket_read": reads.report},
+                                         ensure_ascii=False)
+    return {**answer, "read_cap_reached": reads.capped}
+
+
+def describe(source: Source) -> dict[str, Any]:
+    """extract's answer for an open file."""
+    try:
+        head = read_at(source, 0, HEAD_BYTES)
         if not head:
             return _answer("unsupported", "empty file (0 bytes)")
         found = None
-        for reader in readers_for(head, path):
-            found = reader(path, head)
+        for reader in readers_for(head, source):
+            found = reader(source, head)
             if found:
                 break
-        found = found or read_with_hachoir(path, head)
+        found = found or read_with_hachoir(source, head)
     except MemoryError:
         raise
     except OSError as error:

@@ -5,11 +5,10 @@ rate), the MPEG audio frame header (sample rate, channels) and the presentation 
 span is the duration."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from tasks.files.audio import first_frame
-from tasks.files.found import Found, HeaderError, read_at
+from tasks.files.found import Found, HeaderError, Source, read_at
 
 WINDOW = 256 << 10
 FRAME_RATES = (None, 24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 50.0, 60000 / 1001, 60.0)
@@ -111,14 +110,14 @@ def _ts_payloads(data: bytes, size: int) -> bytes:
     return b"".join(b"".join(parts) for parts in by_pid.values())
 
 
-def read_mpeg_stream(path: str, head: bytes) -> Found | None:
+def read_mpeg_stream(source: Source, head: bytes) -> Found | None:
     size = None if looks_like_program_stream(head) else ts_packet_size(head)
     if size is None and not looks_like_program_stream(head):
         return None
-    actual = os.path.getsize(path)
+    actual = source.size
     streams = Streams()
-    windows = [read_at(path, 0, WINDOW)] + ([read_at(path, actual - WINDOW, WINDOW)] if actual > 2 * WINDOW else
-                                           [read_at(path, WINDOW, WINDOW)] if actual > WINDOW else [])
+    windows = [read_at(source, 0, WINDOW)] + ([read_at(source, actual - WINDOW, WINDOW)] if actual > 2 * WINDOW else
+                                             [read_at(source, WINDOW, WINDOW)] if actual > WINDOW else [])
     if size and not _has_pat(windows[0], size):
         return None  # sync bytes alone do not make a transport stream: it carries a program table
     for window in windows:

@@ -2,28 +2,31 @@
 page at a time (never the whole listing in memory), staged as the same JSON lines as a local tree,
 with the object's ETag next to its size and modification time (the keys a rerun resumes on).
 
-Parsing needs a file: an object up to the download cap is fetched whole (one GET) into a temporary
-file on the worker and parsed there like a local one; an empty object is answered from its size
-alone; a larger one gets two ranged reads, its first and last `WINDOW` bytes, in a sparse file of
-its size: the readers that need only a file's ends (headers, trailers, an index at the end) answer
-from them, and the row says it was a partial read."""
+The parsers read an object through a seekable file (`open_object`, in the parser process) that
+fetches fixed blocks of it by ranged reads as the readers first touch them, so a header costs a
+block or two, not the object: a 100 MB video is described from its header and index boxes. A
+parser that needs a file whole (a damaged PDF rebuilt by a scan) gets it, block by block, up to a
+cap on the bytes one object may fetch; past it the read fails and the row says so. The bytes and
+requests each object cost go into its metadata (`bucket_read`)."""
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from fsspec.caching import BlockCache, register_cache
 
 from tasks.engine import storage
 from tasks.files.filetree import _matches
+from tasks.files.found import Source
 
-WINDOW = 1 << 20  # bytes read from each end of an object larger than the cap
-PARTIAL_NOTE = "partial read: the object is larger than the download cap ({cap:,} bytes): only its first and last {window:,} bytes were read"
+BLOCK = 256 << 10  # bytes per ranged read: a header and its neighbours in one request
+MAX_BLOCKS = 32  # blocks an open object keeps in memory (8 MiB)
+CAP_NOTE = ("read cap reached: describing this object ({size:,} bytes) needed more than the {cap:,} bytes "
+            "--max-download-mb lets one object fetch")
 
 
 def iter_objects(url: str) -> Iterator[dict[str, Any]]:
@@ -85,35 +88,72 @@ def stage_objects(root: str, target: Path, include: tuple[str, ...] = (), exclud
     return count
 
 
-@dataclass(frozen=True)
-class Fetched:
-    """A local copy of an object for the parsers: its path, the bytes read, and a note when partial."""
+class ReadsCounted(BlockCache):
+    """fsspec's block cache (fixed blocks fetched on first touch, the last `maxblocks` kept) whose
+    fetches go through a `RangedReads`, which counts and caps them."""
 
-    path: str
-    bytes_read: int
-    note: str = ""
+    name = "batchflows-counted-blocks"
+
+    def __init__(self, blocksize: int, fetcher: Callable[[int, int], bytes], size: int, reads: RangedReads,
+                 maxblocks: int = MAX_BLOCKS):
+        super().__init__(blocksize, reads.counted(fetcher), size, maxblocks)
 
 
-def fetch_object(url: str, size: int, cap: int) -> Fetched:
-    """The object in a temporary file (the caller removes it): whole up to `cap` bytes, else its two ends."""
+register_cache(ReadsCounted, clobber=True)
+
+
+@dataclass
+class RangedReads:
+    """What the ranged reads of one object fetched (bytes, requests), and why a read failed: the cap
+    reached or the store's error. The parsing libraries may swallow an exception raised in a read
+    (hachoir catches them all), so the caller asks `problem` after the parse."""
+
+    url: str
+    size: int
+    cap: int
+    bytes: int = 0
+    requests: int = 0
+    problem: str = ""
+    capped: bool = False
+
+    def counted(self, fetch: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
+        def fetch_counted(start: int, end: int) -> bytes:
+            if self.problem:  # a library that carries on after a failed read gets no more
+                raise storage.StorageError(self.problem)
+            if self.bytes + min(end, self.size) - start > self.cap:
+                self.capped = True
+                self.problem = CAP_NOTE.format(cap=self.cap, size=self.size)
+                raise storage.StorageError(self.problem)
+            try:
+                data = fetch(start, end)
+            except Exception as error:
+                failure = storage.explain(self.url, error)
+                self.problem = str(failure)
+                raise failure from None
+            self.bytes += len(data)
+            self.requests += 1
+            return data
+
+        return fetch_counted
+
+    @property
+    def report(self) -> dict[str, int]:
+        """What the row's metadata says of the reads."""
+        return {"bytes": self.bytes, "requests": self.requests, "object_size": self.size}
+
+
+def open_object(url: str, size: int, cap: int) -> tuple[Source, RangedReads]:
+    """The object as a seekable file for the readers, which fetches BLOCK-byte ranges as they are
+    first read (no request before the first read: the size comes from the listing); at most `cap`
+    bytes in all. The caller closes the source's handle."""
     fs, path = storage.filesystem(url)
-    handle, local = tempfile.mkstemp(prefix="batchflows-object-", suffix=os.path.splitext(storage.name_of(url))[1][:16])
+    reads = RangedReads(url, size, cap)
     try:
-        with os.fdopen(handle, "wb") as out:
-            if size == 0:
-                return Fetched(local, 0)
-            if size <= cap:
-                with fs.open(path, "rb", block_size=storage.READ_BLOCK) as source:
-                    shutil.copyfileobj(source, out, storage.READ_BLOCK)
-                return Fetched(local, size)
-            out.truncate(size)  # sparse: the middle is never read
-            out.write(fs.cat_file(path, start=0, end=WINDOW))
-            out.seek(size - WINDOW)
-            out.write(fs.cat_file(path, start=size - WINDOW, end=size))
-            return Fetched(local, 2 * WINDOW, PARTIAL_NOTE.format(cap=cap, window=WINDOW))
+        handle = fs.open(path, "rb", block_size=BLOCK, cache_type=ReadsCounted.name, cache_options={"reads": reads},
+                         size=size)
     except Exception as error:
-        os.unlink(local)
         raise storage.explain(url, error) from None
+    return Source(handle, url, size), reads
 
 
 def prefix_visible(root: str) -> str:

@@ -4,12 +4,11 @@ its sub-format) with LIST/INFO text, and AIFF / AIFF-C (COMM, NAME, AUTH, ANNO, 
 from __future__ import annotations
 
 import io
-import os
 import struct
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from tasks.files.found import Found, HeaderError, cut_note, text
+from tasks.files.found import Found, HeaderError, Source, cut_note, text
 
 WAV_FORMS = (b"RIFF", b"RIFX", b"RF64", b"BW64")
 WAV_CODECS = {1: "PCM", 2: "MS ADPCM", 3: "IEEE float", 6: "A-law", 7: "mu-law", 0x11: "IMA ADPCM",
@@ -55,11 +54,10 @@ def looks_like_wav(head: bytes) -> bool:
     return head[:4] in WAV_FORMS and head[8:12] == b"WAVE"
 
 
-def read_wav(path: str, head: bytes) -> Found:
+def read_wav(source: Source, head: bytes) -> Found:
     order = ">" if head[:4] == b"RIFX" else "<"
-    actual = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        chunks = list(_chunks(handle, 12, order, (b"fmt ", b"ds64", b"fact", b"LIST"), actual))
+    actual = source.size
+    chunks = list(_chunks(source.handle, 12, order, (b"fmt ", b"ds64", b"fact", b"LIST"), actual))
     found = {chunk.kind: chunk for chunk in chunks}
     declared = struct.unpack_from(order + "I", head, 4)[0] + 8
     data_size = found[b"data"].size if b"data" in found else 0
@@ -113,10 +111,9 @@ def _extended(raw: bytes) -> float:
     return 0.0 if exponent == 0 and mantissa == 0 else sign * mantissa * 2.0 ** (exponent - 16383 - 63)
 
 
-def read_aiff(path: str, head: bytes) -> Found:
-    actual = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        chunks = list(_chunks(handle, 12, ">", (b"COMM", b"ID3 ", *AIFF_TEXT), actual))
+def read_aiff(source: Source, head: bytes) -> Found:
+    actual = source.size
+    chunks = list(_chunks(source.handle, 12, ">", (b"COMM", b"ID3 ", *AIFF_TEXT), actual))
     found = {chunk.kind: chunk for chunk in chunks}
     comm = found.get(b"COMM")
     if comm is None or len(comm.data) < 18:

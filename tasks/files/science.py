@@ -6,7 +6,7 @@ import re
 import struct
 from typing import Any, Callable
 
-from tasks.files.found import Found, HeaderError
+from tasks.files.found import Found, HeaderError, Source, read_at
 
 try:  # the optional hdf5 extra: top-level attributes of HDF5 and NetCDF-4 files
     import h5py
@@ -33,22 +33,22 @@ def _fits_value(text: str) -> Any:
     return text
 
 
-def read_fits(path: str, head: bytes, max_blocks: int = 100) -> Found:
+def read_fits(source: Source, head: bytes, max_blocks: int = 100) -> Found:
     cards: dict[str, Any] = {}
-    with open(path, "rb") as handle:
-        for _ in range(max_blocks):
-            block = handle.read(2880)
-            if len(block) < 2880:
-                raise HeaderError("truncated FITS header (no END card)")
-            for start in range(0, 2880, 80):
-                card = block[start:start + 80].decode("ascii", "replace")
-                key = card[:8].strip()
-                if key == "END":
-                    return _fits_found(cards)
-                if card[8:10] == "= ":
-                    cards[key] = _fits_value(card[10:])
-                elif key in ("COMMENT", "HISTORY"):
-                    cards.setdefault(key, []).append(card[8:].strip())
+    handle = source.rewound()
+    for _ in range(max_blocks):
+        block = handle.read(2880)
+        if len(block) < 2880:
+            raise HeaderError("truncated FITS header (no END card)")
+        for start in range(0, 2880, 80):
+            card = block[start:start + 80].decode("ascii", "replace")
+            key = card[:8].strip()
+            if key == "END":
+                return _fits_found(cards)
+            if card[8:10] == "= ":
+                cards[key] = _fits_value(card[10:])
+            elif key in ("COMMENT", "HISTORY"):
+                cards.setdefault(key, []).append(card[8:].strip())
     raise HeaderError(f"FITS header longer than {max_blocks} blocks")
 
 
@@ -66,17 +66,17 @@ def hdf5_offset(head: bytes) -> int | None:
     return next((at for at in (0, 512, 1024, 2048) if head[at:at + 8] == HDF5_SIGNATURE), None)
 
 
-def read_hdf5(path: str, head: bytes) -> Found:
+def read_hdf5(source: Source, head: bytes) -> Found:
     at = hdf5_offset(head)
     metadata: dict[str, Any] = {"superblock_version": head[at + 8] if len(head) > at + 8 else None, "user_block": at}
     if h5py is None:
         metadata["attributes"] = "not read: install the hdf5 extra (h5py)"
     else:
-        with h5py.File(path, "r") as source:
-            metadata["attributes"] = {str(k): _plain(v) for k, v in list(source.attrs.items())[:200]}
-            metadata["members"] = list(source.keys())[:200]
+        with h5py.File(source.rewound(), "r") as opened:
+            metadata["attributes"] = {str(k): _plain(v) for k, v in list(opened.attrs.items())[:200]}
+            metadata["members"] = list(opened.keys())[:200]
     attrs = metadata["attributes"] if isinstance(metadata["attributes"], dict) else {}
-    netcdf = "_NCProperties" in attrs or path.lower().endswith((".nc", ".nc4", ".cdf"))
+    netcdf = "_NCProperties" in attrs or source.name.lower().endswith((".nc", ".nc4", ".cdf"))
     fields = {"title": attrs.get("title"), "author": attrs.get("author") or attrs.get("creator_name"),
               "producer": attrs.get("institution") or attrs.get("source"), "created": attrs.get("date_created")}
     return Found("netcdf4" if netcdf else "hdf5", "application/x-netcdf" if netcdf else "application/x-hdf5",
@@ -141,9 +141,8 @@ class _Xdr:
         return {"name": name, "dimensions": dims, "attributes": attrs}
 
 
-def read_netcdf(path: str, head: bytes, max_bytes: int = 1 << 20) -> Found:
-    with open(path, "rb") as handle:
-        data = handle.read(max_bytes)
+def read_netcdf(source: Source, head: bytes, max_bytes: int = 1 << 20) -> Found:
+    data = read_at(source, 0, max_bytes)
     xdr = _Xdr(data, data[3])
     records = xdr.count()
     dims = dict(xdr.items(10, lambda: (xdr.name(), xdr.count())))
