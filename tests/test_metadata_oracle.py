@@ -35,6 +35,7 @@ FAMILIES = {
     "mpeg-audio": {"mp3", "mp2", "mp1", "mpeg-audio"},
     "eps": {"eps", "ps", "epsf"},
     "elf": {"elf", "so", "elf shared library"},
+    "ar": {"ar", "a", "static library", "deb"},  # ExifTool calls a Debian package a static library too
 }
 FAMILY_OF = {name: family for family, names in FAMILIES.items() for name in names}
 FFPROBE_GENERIC = {"image2", "tty", "data"}  # ffprobe formats chosen by the file name alone

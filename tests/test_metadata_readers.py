@@ -3,8 +3,8 @@ parsers that hang, eat memory or crash. No Prefect here: these call the extracto
 import asyncio
 import json
 import os
+import subprocess
 import sys
-
 import zipfile
 
 import psutil
@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from tasks.files import archives, science
-from tasks.samples import corpus, handmade
-from tasks.samples import files as samples
 from tasks.files.metadata import extract
 from tasks.files.sandbox import Sandbox, stop_idle_children
+from tasks.samples import corpus, handmade
+from tasks.samples import files as samples
 
 
 def test_the_machines_own_files_all_get_an_answer():
@@ -290,3 +290,29 @@ def test_long_calls_queued_behind_a_hang_never_block_the_chunk():
     hung, *after = asyncio.run(asyncio.wait_for(run(), 30))
     assert hung.problem == "timeout"
     assert [(answer.problem, answer.value) for answer in after] == [("", None)] * 3
+
+
+def test_text_in_any_encoding_html_archives_and_binaries_are_named_as_they_are(tmp_path):
+    """Text in UTF-16, Windows-1252 and Shift JIS is text; HTML (with an inline SVG) gives its title and
+    author; an ar archive is a static library and one starting with debian-binary a Debian package
+    (built by dpkg-deb); an ELF shared object is one; bytes without words are not text."""
+    answers = {path.name: extract(str(path)) for path in handmade.write_texts(tmp_path)}
+    assert {name: (a["format"], json.loads(a["metadata_json"])["encoding"]) for name, a in answers.items()} == {
+        "utf16.txt": ("txt", "utf-16-le"), "cp1252.txt": ("txt", "unknown-8bit"),
+        "shiftjis.xml": ("xml", "unknown-8bit"), "page.html": ("html", "us-ascii")}
+    assert (answers["page.html"]["title"], answers["page.html"]["author"]) == ("Quarterly report", "Ana Lima")
+    library = extract(str(handmade.write_ar(tmp_path / "libx.a", {"a.o": b"\x7fELF" + bytes(40), "b.o": b"xyz"})))
+    assert (library["format"], library["mime"], json.loads(library["metadata_json"])["first_members"]) == \
+        ("ar", "application/x-archive", ["a.o", "b.o"])
+    package = tmp_path / "pkg"
+    (package / "DEBIAN").mkdir(parents=True)
+    (package / "DEBIAN" / "control").write_text("Package: sample\nVersion: 1.0\nArchitecture: all\n"
+                                                "Maintainer: A <a@example.org>\nDescription: sample\n")
+    subprocess.run(["dpkg-deb", "--build", str(package), str(tmp_path / "sample.deb")], check=True, capture_output=True)
+    deb = extract(str(tmp_path / "sample.deb"))
+    assert (deb["format"], deb["mime"]) == ("deb", "application/vnd.debian.binary-package")
+    shared = extract(psutil._psutil_linux.__file__)  # a C extension: an ELF shared object
+    assert (shared["format"], shared["mime"]) == ("elf", "application/x-sharedlib")
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes(range(128, 256)) * 8)  # high bytes only: no blank, no line break
+    assert extract(str(noise))["status"] == "unsupported"

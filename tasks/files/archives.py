@@ -160,3 +160,34 @@ def read_zip(source: Source, head: bytes) -> Found:
         metadata.update(core=core, app=app)
     parser = "ooxml-properties" if kind in ("docx", "xlsx", "pptx", "ooxml") else "zip-directory"
     return Found(kind, mime, parser, fields, metadata, note)
+
+
+# Unix ar archives: static libraries (.a) and Debian packages (.deb), a 60-byte header per member.
+
+AR_MAGIC, THIN_AR_MAGIC = b"!<arch>\n", b"!<thin>\n"
+AR_HEADER = 60
+
+
+def read_ar(source: Source, head: bytes) -> Found:
+    """Member count and names from the headers (at most MAX_ENTRIES); a Debian package when its
+    first member is `debian-binary`."""
+    thin, offset, members, total = head.startswith(THIN_AR_MAGIC), len(AR_MAGIC), [], 0
+    while offset + AR_HEADER <= source.size and len(members) < MAX_ENTRIES:
+        header = read_at(source, offset, AR_HEADER)
+        if len(header) < AR_HEADER or header[58:60] != b"`\n":
+            raise HeaderError(f"damaged ar archive: no member header at byte {offset:,}")
+        try:
+            size = int(header[48:58].decode("ascii").strip() or 0)
+        except ValueError:
+            raise HeaderError(f"damaged ar archive: a member size at byte {offset + 48:,} is not a number") from None
+        members.append(header[:16].decode("latin-1").rstrip())
+        total += size
+        data = 0 if thin and members[-1] not in ("/", "//") else size  # a thin archive's members live elsewhere
+        offset += AR_HEADER + data + (data & 1)
+    named = [name.rstrip("/") for name in members if name not in ("/", "//", "/SYM64/")]
+    debian = bool(named) and named[0] == "debian-binary"
+    metadata = {"members": len(named), "members_size": total, "thin": thin, "first_members": named[:LISTED]}
+    note = f"members counted up to the first {MAX_ENTRIES:,}" if len(members) == MAX_ENTRIES else ""
+    if debian:
+        return Found("deb", "application/vnd.debian.binary-package", "ar-headers", {}, metadata, note)
+    return Found("ar", "application/x-archive", "ar-headers", {}, metadata, note)

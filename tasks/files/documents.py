@@ -187,26 +187,3 @@ def _font_date(value: str) -> str | None:
         return dt.datetime.strptime(value.strip(), "%a %b %d %H:%M:%S %Y").isoformat()
     except ValueError:
         return text(value)
-
-
-# Plain text (as ExifTool reports it): UTF-8 or ASCII without control characters.
-
-TEXT_CONTROLS = set(range(32)) - {9, 10, 12, 13, 27}
-
-
-def looks_like_text(head: bytes) -> bool:
-    try:
-        decoded = head.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if error.start < len(head) - 3:  # only a character cut by the end of the read may fail
-            return False
-        decoded = head[:error.start].decode("utf-8")
-    return bool(decoded) and not any(ord(c) in TEXT_CONTROLS for c in decoded)
-
-
-def read_text(source: Source, head: bytes) -> Found:
-    xml = head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml")
-    newline = "CRLF" if b"\r\n" in head else "LF" if b"\n" in head else "CR" if b"\r" in head else None
-    metadata = {"encoding": "us-ascii" if head.isascii() else "utf-8", "newlines": newline,
-                "bom": head.startswith(b"\xef\xbb\xbf")}
-    return Found("xml" if xml else "txt", "application/xml" if xml else "text/plain", "text", {}, metadata)

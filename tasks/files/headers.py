@@ -15,6 +15,7 @@ from tasks.files import (
     isobmff,
     mpeg,
     pcm,
+    plaintext,
     science,
 )
 from tasks.files.found import Found, Source
@@ -37,7 +38,15 @@ def _postscript(head: bytes) -> Reader | None:
 
 
 def readers_for(head: bytes, source: Source) -> list[Reader]:
-    """The readers to try, in order, for a file starting with `head` (hachoir comes after them)."""
+    """The readers to try, in order, for a file starting with `head` (hachoir comes after them): the
+    format's own, then plain text for a text file that is not that format (HTML with an inline SVG)."""
+    readers = _format_readers(head, source)
+    if plaintext.read_text not in readers and plaintext.looks_like_text(head):
+        readers.append(plaintext.read_text)
+    return readers
+
+
+def _format_readers(head: bytes, source: Source) -> list[Reader]:
     extension = source.extension
     if head.startswith(b"SIMPLE  ="):
         return [science.read_fits]
@@ -51,6 +60,8 @@ def readers_for(head: bytes, source: Source) -> list[Reader]:
         return [documents.read_pdf]
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return [archives.read_zip]
+    if head.startswith((archives.AR_MAGIC, archives.THIN_AR_MAGIC)):
+        return [archives.read_ar]
     if pcm.looks_like_wav(head):
         return [pcm.read_wav]
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
@@ -68,7 +79,7 @@ def readers_for(head: bytes, source: Source) -> list[Reader]:
         return [postscript]
     if documents.looks_like_svg(head):
         return [documents.read_svg]
-    if mpeg.looks_like_program_stream(head) or mpeg.ts_packet_size(head) and not documents.looks_like_text(head):
+    if mpeg.looks_like_program_stream(head) or mpeg.ts_packet_size(head) and not plaintext.looks_like_text(head):
         return [mpeg.read_mpeg_stream]
     if head[:3] == b"ID3" or head[:1] == b"\xff" or extension in MPEG_AUDIO_EXTENSIONS:
         return [audio.read_mpeg_audio]
@@ -76,6 +87,4 @@ def readers_for(head: bytes, source: Source) -> list[Reader]:
         return [audio.read_ac3]
     if dicom.looks_like_acr_nema(head):
         return [dicom.read_dicom]
-    if documents.looks_like_text(head):
-        return [documents.read_text]
     return []

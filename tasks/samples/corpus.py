@@ -50,6 +50,7 @@ GATHER = {  # extension -> how many of the machine's files to take (sorted by pa
     ".png": 12, ".svg": 12, ".gif": 6, ".jpg": 6, ".ico": 6, ".ttf": 4, ".pdf": 4, ".jar": 3, ".whl": 2,
     ".zip": 3, ".so": 6, ".ps": 3, ".eps": 3, ".npy": 4, ".wav": 4, ".aiff": 2, ".au": 2, ".h": 4, ".conf": 4,
     ".txt": 4, ".xml": 3, ".gz": 3, ".afm": 3, ".pfb": 3, ".tif": 2, ".bmp": 2, ".webp": 2, ".mp3": 2,
+    ".html": 4, ".a": 2,
 }
 GATHER_ROOTS = ("/usr/share", sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"], "/etc")
 TOOLS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "exiftool": "libimage-exiftool-perl"}
@@ -133,7 +134,9 @@ def write_handmade(root: Path) -> list[Path]:
             handmade.write_svg(root / "viewbox.svg", None, None, "0 0 640 480"),
             handmade.write_svg(root / "percent.svg", "100%", "100%", "0 0 10 20"),
             handmade.write_rifx_wav(root / "bigendian.wav", 0.8), handmade.write_dos_eps(root / "dos.eps", 300, 200),
-            handmade.write_npy(root / "matrix.npy", (3, 4)), handmade.write_npy(root / "cube.npy", (8, 8, 8))]
+            handmade.write_npy(root / "matrix.npy", (3, 4)), handmade.write_npy(root / "cube.npy", (8, 8, 8)),
+            handmade.write_ar(root / "libsample.a", {"one.o": b"\x7fELF" + bytes(60), "two.o": b"\x7fELF" + bytes(61)}),
+            *handmade.write_texts(root)]
     jpeg.unlink()
     return made
 

@@ -127,3 +127,29 @@ def write_npy(path: Path, shape: tuple[int, ...]) -> Path:
 
     numpy.save(path, numpy.arange(int(numpy.prod(shape)), dtype="<f4").reshape(shape))
     return path
+
+
+def write_ar(path: Path, members: dict[str, bytes]) -> Path:
+    """A Unix ar archive (what `ar rc` writes for a static library) with the given members."""
+    parts = [b"!<arch>\n"]
+    for name, data in members.items():
+        parts.append(f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{644:<8}{len(data):<10}`\n".encode("ascii") + data
+                     + b"\n" * (len(data) & 1))
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def write_texts(root: Path) -> list[Path]:
+    """Text in the encodings of real collections: UTF-16 with a byte order mark, Windows-1252, Shift JIS
+    XML, and an HTML page with a title, an author and an inline SVG."""
+    pages = {
+        "utf16.txt": "\ufeffUnicode text with a byte order mark: naïve café\r\n".encode("utf-16-le"),
+        "cp1252.txt": "Prix: 12 € la pièce, à régler d'avance\n".encode("cp1252"),
+        "shiftjis.xml": '<?xml version="1.0" encoding="Shift_JIS"?>\n<note>日本語のテキスト</note>\n'.encode("shift_jis"),
+        "page.html": b'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Quarterly report</title>'
+                     b'<meta name="author" content="Ana Lima"></head><body><svg width="10" height="10">'
+                     b'<circle r="4"/></svg></body></html>\n',
+    }
+    for name, data in pages.items():
+        (root / name).write_bytes(data)
+    return [root / name for name in pages]

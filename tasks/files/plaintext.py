@@ -1,0 +1,111 @@
+"""Plain text, as ExifTool reports it: a file without control characters in Unicode with a byte order
+mark (UTF-8, UTF-16, UTF-32), in UTF-8 or ASCII, or in an 8-bit or multi-byte legacy encoding
+(ISO-8859, Windows code pages, EUC, Shift JIS: named by what can be told from the bytes alone).
+HTML and XHTML are told apart from other XML and text; their head gives title, author and generator."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from tasks.files.found import Found, Source, read_at, text
+
+TEXT_CONTROLS = frozenset(range(32)) - {9, 10, 12, 13, 27}  # tab, LF, FF, CR and ESC occur in text
+BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8"),
+        (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))  # longest first: UTF-32 LE starts like UTF-16 LE
+LEGACY_CONTROLS = TEXT_CONTROLS | {0x7f}
+
+
+def _decoded(head: bytes, codec: str) -> str | None:
+    """The head as text in `codec`, allowing a character cut by the end of the read; None if it is not."""
+    try:
+        return head.decode(codec)
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 3:
+            return None
+        return head[:error.start].decode(codec)
+
+
+def text_encoding(head: bytes) -> str | None:
+    """The encoding of a text file starting with `head`, None when it is not text."""
+    if not head:
+        return None
+    for bom, codec in BOMS:
+        if head.startswith(bom):
+            decoded = _decoded(head[len(bom):], codec)
+            return codec if decoded is not None and not any(ord(c) in TEXT_CONTROLS for c in decoded) else None
+    decoded = _decoded(head, "utf-8")
+    if decoded is not None:
+        return ("us-ascii" if head.isascii() else "utf-8") if decoded and not any(
+            ord(c) in TEXT_CONTROLS for c in decoded) else None
+    # not UTF-8: a legacy encoding has no control bytes, and text has words (a blank or a line break)
+    if any(byte in LEGACY_CONTROLS for byte in head) or not any(byte in b" \t\r\n" for byte in head):
+        return None
+    return "unknown-8bit" if any(0x80 <= byte <= 0x9f for byte in head) else "iso-8859"
+
+
+def looks_like_text(head: bytes) -> bool:
+    return text_encoding(head) is not None
+
+
+HTML_START = re.compile(r"(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html)[\s>]", re.I | re.S)
+HTML_HEAD_BYTES = 64 << 10  # read of an HTML file for its <head>
+HTML_META = {"author": "author", "generator": "producer"}
+
+
+def read_text(source: Source, head: bytes) -> Found | None:
+    encoding = text_encoding(head)
+    if encoding is None:
+        return None
+    bom = next((b for b, codec in BOMS if codec == encoding and head.startswith(b)), b"")
+    codec = encoding if encoding.startswith("utf") else "latin-1"
+    start = head[len(bom):].decode(codec, "replace").lstrip(" \t\r\n")
+    newline = "CRLF" if "\r\n" in start else "LF" if "\n" in start else "CR" if "\r" in start else None
+    metadata = {"encoding": encoding, "newlines": newline, "bom": bool(bom)}
+    if HTML_START.match(start):
+        page = read_at(source, len(bom), HTML_HEAD_BYTES).decode(codec, "replace")
+        found = HtmlHead.of(page)
+        metadata.update(found.meta, title=found.title)
+        fields = {"title": text(found.title), **{HTML_META[k]: text(v) for k, v in found.meta.items() if k in HTML_META}}
+        return Found("html", "text/html", "html-head", fields, metadata)
+    xml = start.startswith("<?xml")
+    return Found("xml" if xml else "txt", "application/xml" if xml else "text/plain", "text", {}, metadata)
+
+
+class HtmlHead(HTMLParser):
+    """The <title> and <meta name=... content=...> of an HTML page's head (stops at <body>)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title: str | None = None
+        self.meta: dict[str, str] = {}
+        self._in_title, self._done = False, False
+
+    @classmethod
+    def of(cls, page: str) -> "HtmlHead":
+        head = cls()
+        try:
+            head.feed(page)
+        except (AssertionError, ValueError):  # markup the parser gives up on: keep what it read
+            pass
+        return head
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._done:
+            return
+        values = {name.lower(): value or "" for name, value in attrs}
+        if tag == "title" and self.title is None:
+            self._in_title, self.title = True, ""
+        elif tag == "meta" and values.get("name") and values.get("content"):
+            self.meta.setdefault(values["name"].lower(), values["content"])
+        elif tag == "body":
+            self._done = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag == "head":
+            self._done = True
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title and not self._done:
+            self.title = (self.title or "") + data
