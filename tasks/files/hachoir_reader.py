@@ -5,6 +5,7 @@ else is `unsupported`. The answer is renamed to stable format names; a PNG's tex
 and author; a cut PNG, JPEG or GIF gets a note."""
 from __future__ import annotations
 
+import itertools
 import struct
 import sys
 from typing import Any
@@ -105,6 +106,8 @@ def read_with_hachoir(source: Source, head: bytes) -> Found | None:
         kind = "webm"
     if kind == "png":
         _png_text(everything, fields)
+    if kind == "ole2":
+        kind, mime = _ole2_kind(parser)
     mime = _mime(kind, head) or mime
     note = "; ".join(messages.errors) or trailer_note(kind, source) or size_note(kind, source, head)
     if not note and not everything and kind in EXPECTS_METADATA:
@@ -114,6 +117,24 @@ def read_with_hachoir(source: Source, head: bytes) -> Found | None:
 
 ELF_TYPES = {1: "application/x-object", 2: "application/x-executable", 3: "application/x-sharedlib",
              4: "application/x-coredump"}  # by e_type (a position-independent executable is type 3)
+
+
+OLE2_KINDS = {"WordDocument": ("doc", "application/msword"), "Workbook": ("xls", "application/vnd.ms-excel"),
+              "Book": ("xls", "application/vnd.ms-excel"), "PowerPoint Document": ("ppt", "application/vnd.ms-powerpoint"),
+              "VisioDocument": ("vsd", "application/vnd.visio")}
+OLE2_FIELDS = 256  # top-level fields of an OLE2 file looked through for its directory entries
+
+
+def _ole2_kind(parser: Any) -> tuple[str, str]:
+    """An OLE2 compound file by the stream its application writes (hachoir calls every one a Word
+    document): Word, Excel, PowerPoint, Visio, else a generic compound file."""
+    try:
+        for field in itertools.islice(parser, OLE2_FIELDS):
+            if field.name.startswith("property[") and str(field["name"].value) in OLE2_KINDS:
+                return OLE2_KINDS[str(field["name"].value)]
+    except Exception:  # a damaged directory: hachoir's own error is in its log
+        pass
+    return "ole2", "application/x-ole-storage"
 
 
 def _mime(kind: str, head: bytes) -> str | None:

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 from tasks.files.found import Found, Source, read_at, text
 
-TEXT_CONTROLS = frozenset(range(32)) - {9, 10, 12, 13, 27}  # tab, LF, FF, CR and ESC occur in text
+TEXT_CONTROLS = frozenset(range(32)) - {7, 8, 9, 10, 11, 12, 13, 27}  # bell, backspace (overstrike), tabs, LF, FF, CR, ESC
 BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8"),
         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))  # longest first: UTF-32 LE starts like UTF-16 LE
 LEGACY_CONTROLS = TEXT_CONTROLS | {0x7f}
