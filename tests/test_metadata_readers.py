@@ -301,6 +301,9 @@ def test_text_in_any_encoding_html_archives_and_binaries_are_named_as_they_are(t
         "utf16.txt": ("txt", "utf-16-le"), "cp1252.txt": ("txt", "unknown-8bit"),
         "shiftjis.xml": ("xml", "unknown-8bit"), "page.html": ("html", "us-ascii")}
     assert (answers["page.html"]["title"], answers["page.html"]["author"]) == ("Quarterly report", "Ana Lima")
+    stylesheet = tmp_path / "comments.xsl"  # comments before the root: once a regular expression's worst case
+    stylesheet.write_text('<?xml version="1.0"?>\n' + "<!-- a note on <html> output -->\n" * 400 + "<xsl:stylesheet/>\n")
+    assert extract(str(stylesheet))["format"] == "xml"
     library = extract(str(handmade.write_ar(tmp_path / "libx.a", {"a.o": b"\x7fELF" + bytes(40), "b.o": b"xyz"})))
     assert (library["format"], library["mime"], json.loads(library["metadata_json"])["first_members"]) == \
         ("ar", "application/x-archive", ["a.o", "b.o"])

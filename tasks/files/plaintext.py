@@ -47,7 +47,7 @@ def looks_like_text(head: bytes) -> bool:
     return text_encoding(head) is not None
 
 
-HTML_START = re.compile(r"(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html)[\s>]", re.I | re.S)
+HTML_TAG = re.compile(r"<(!doctype\s+html|html)[\s>]", re.I)
 HTML_HEAD_BYTES = 64 << 10  # read of an HTML file for its <head>
 HTML_META = {"author": "author", "generator": "producer"}
 
@@ -61,7 +61,7 @@ def read_text(source: Source, head: bytes) -> Found | None:
     start = head[len(bom):].decode(codec, "replace").lstrip(" \t\r\n")
     newline = "CRLF" if "\r\n" in start else "LF" if "\n" in start else "CR" if "\r" in start else None
     metadata = {"encoding": encoding, "newlines": newline, "bom": bool(bom)}
-    if HTML_START.match(start):
+    if starts_html(start):
         page = read_at(source, len(bom), HTML_HEAD_BYTES).decode(codec, "replace")
         found = HtmlHead.of(page)
         metadata.update(found.meta, title=found.title)
@@ -69,6 +69,18 @@ def read_text(source: Source, head: bytes) -> Found | None:
         return Found("html", "text/html", "html-head", fields, metadata)
     xml = start.startswith("<?xml")
     return Found("xml" if xml else "txt", "application/xml" if xml else "text/plain", "text", {}, metadata)
+
+
+def starts_html(start: str) -> bool:
+    """The text begins (after an XML declaration, blanks and comments) with an HTML doctype or <html>."""
+    if start.startswith("<?xml"):
+        start = start[start.find(">") + 1:].lstrip()
+    while start.startswith("<!--"):
+        end = start.find("-->")
+        if end < 0:
+            return False
+        start = start[end + 3:].lstrip()
+    return HTML_TAG.match(start) is not None
 
 
 class HtmlHead(HTMLParser):
