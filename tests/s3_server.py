@@ -108,6 +108,14 @@ class S3Server:
         s3.create_bucket(Bucket=name)
         return f"s3://{name}"
 
+    def upload(self, path, bucket: str, key: str) -> str:
+        """The file at `path` as the object `key`; returns its URL."""
+        self.client().upload_file(str(path), bucket, key)
+        return f"s3://{bucket}/{key}"
+
+    def fetch(self, bucket: str, key: str) -> bytes:
+        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         s3 = self.client()
         return [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

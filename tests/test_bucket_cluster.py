@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import read_table, write_config
 from s3_server import without_credentials
-from test_object_storage import by_relative_path, fetch, media_tree, upload
+from test_bucket_metadata import by_relative_path, media_tree
 
 from flows.card_recommendations import card_recommendations
 from flows.file_metadata import file_metadata
@@ -65,7 +65,7 @@ def test_file_metadata_of_a_bucket_prefix_on_the_cluster_equals_the_local_tree(w
     media_tree(root)
     files = sorted(path for path in root.rglob("*") if path.is_file())
     for path in files:
-        upload(s3, path, BUCKET, f"collection/{path.relative_to(root)}")
+        s3.upload(path, BUCKET, f"collection/{path.relative_to(root)}")
     local = file_metadata(str(root), str(workspace / "local.jsonl"), chunk_size=10)
     state_in_the_bucket(monkeypatch, workspace)
     remote = file_metadata(f"s3://{BUCKET}/collection", f"s3://{BUCKET}/out/metadata.jsonl", chunk_size=10,
@@ -73,7 +73,7 @@ def test_file_metadata_of_a_bucket_prefix_on_the_cluster_equals_the_local_tree(w
     assert remote["rows"] == local["rows"] == len(files) and remote["requests"] == len(files)
     assert ran_on_the_workers(remote, cluster)
     assert s3.keys(BUCKET, "work/journals/")  # the run state is in the bucket
-    (workspace / "remote.jsonl").write_bytes(fetch(s3, BUCKET, "out/metadata.jsonl"))
+    (workspace / "remote.jsonl").write_bytes(s3.fetch(BUCKET, "out/metadata.jsonl"))
     in_bucket = read_output(workspace / "remote.jsonl")
     pd.testing.assert_frame_equal(by_relative_path(in_bucket, f"s3://{BUCKET}/collection/"),
                                   by_relative_path(read_output(workspace / "local.jsonl"), f"{root}/"))
@@ -84,7 +84,7 @@ def test_card_recommendations_from_parquet_to_csv_in_the_bucket_on_the_cluster(w
     s3, cluster = bucket_run, fresh_isolated_cluster
     users = workspace / "users.parquet"
     write_users(users, 600)
-    source = upload(s3, users, BUCKET, "in/users.parquet")
+    source = s3.upload(users, BUCKET, "in/users.parquet")
     config = write_config(workspace / "config.json", emulator.url, chunk_size=50)
     card_recommendations(str(users), str(workspace / "local.csv"), str(config))
     emulator.reset()
@@ -94,5 +94,5 @@ def test_card_recommendations_from_parquet_to_csv_in_the_bucket_on_the_cluster(w
     assert figures["rows"] == figures["ok"] == 600 and emulator.stats("cards")["ok_keys"] == 600
     assert ran_on_the_workers(figures, cluster)
     assert s3.keys(BUCKET, "work/journals/")
-    (workspace / "bucket.csv").write_bytes(fetch(s3, BUCKET, "out/recommendations.csv"))
+    (workspace / "bucket.csv").write_bytes(s3.fetch(BUCKET, "out/recommendations.csv"))
     pd.testing.assert_frame_equal(read_table(workspace / "bucket.csv"), read_table(workspace / "local.csv"))
