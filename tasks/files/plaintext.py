@@ -4,6 +4,7 @@ mark (UTF-8, UTF-16, UTF-32), in UTF-8 or ASCII, or in an 8-bit or multi-byte le
 HTML and XHTML are told apart from other XML and text; their head gives title, author and generator."""
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -50,6 +51,8 @@ def looks_like_text(head: bytes) -> bool:
 HTML_TAG = re.compile(r"<(!doctype\s+html|html)[\s>]", re.I)
 HTML_HEAD_BYTES = 64 << 10  # read of an HTML file for its <head>
 HTML_META = {"author": "author", "generator": "producer"}
+JSON_BYTES = 4 << 20  # the most of a JSON file parsed to confirm it
+JSON_EXTENSIONS = (".json", ".geojson", ".jsonld", ".webmanifest", ".ipynb")
 
 
 def read_text(source: Source, head: bytes) -> Found | None:
@@ -67,8 +70,25 @@ def read_text(source: Source, head: bytes) -> Found | None:
         metadata.update(found.meta, title=found.title)
         fields = {"title": text(found.title), **{HTML_META[k]: text(v) for k, v in found.meta.items() if k in HTML_META}}
         return Found("html", "text/html", "html-head", fields, metadata)
-    xml = start.startswith("<?xml")
-    return Found("xml" if xml else "txt", "application/xml" if xml else "text/plain", "text", {}, metadata)
+    if start.startswith("<?xml"):
+        return Found("xml", "application/xml", "text", {}, metadata)
+    if start[:1] in ("{", "[") and is_json(source, len(bom), codec):
+        return Found("json", "application/json", "text", {}, metadata)
+    if source.extension == ".csv":  # comma-separated values are told by the name (as ExifTool does)
+        return Found("csv", "text/csv", "text", {}, metadata)
+    return Found("txt", "text/plain", "text", {}, metadata)
+
+
+def is_json(source: Source, start: int, codec: str) -> bool:
+    """The whole file parses as one JSON value (read up to JSON_BYTES; a larger file counts when its
+    name says JSON)."""
+    if source.size - start > JSON_BYTES:
+        return source.extension in JSON_EXTENSIONS
+    try:
+        json.loads(read_at(source, start, JSON_BYTES).decode(codec))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return True
 
 
 def starts_html(start: str) -> bool:

@@ -50,7 +50,7 @@ GATHER = {  # extension -> how many of the machine's files to take (sorted by pa
     ".png": 12, ".svg": 12, ".gif": 6, ".jpg": 6, ".ico": 6, ".ttf": 4, ".pdf": 4, ".jar": 3, ".whl": 2,
     ".zip": 3, ".so": 6, ".ps": 3, ".eps": 3, ".npy": 4, ".wav": 4, ".aiff": 2, ".au": 2, ".h": 4, ".conf": 4,
     ".txt": 4, ".xml": 3, ".gz": 3, ".afm": 3, ".pfb": 3, ".tif": 2, ".bmp": 2, ".webp": 2, ".mp3": 2,
-    ".html": 4, ".a": 2,
+    ".html": 4, ".a": 2, ".json": 3, ".csv": 2,
 }
 GATHER_ROOTS = ("/usr/share", sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"], "/etc")
 TOOLS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "exiftool": "libimage-exiftool-perl"}
