@@ -24,7 +24,7 @@ FAMILIES = {
     "ogg": {"ogg", "ogv", "opus", "oga", "spx", "ogx"},
     "asf": {"asf", "wma", "wmv"},
     "dicom": {"dicom", "acr", "dcm", "acr-nema"},
-    "text": {"txt", "xml", "html", "json", "csv"},
+    "text": {"txt", "xml", "html", "json", "csv", "php", "script"},
     "zip": {"zip", "jar", "whl", "apk", "egg", "xpi"},
     "jpeg": {"jpeg", "jpg"},
     "tiff": {"tiff", "tif"},
@@ -44,6 +44,8 @@ KNOWN_GAPS = {("flv", "title"), ("flv", "author"), ("matroska", "author")}  # ta
 
 def family(name: str | None) -> str | None:
     name = (name or "").lower().split(",")[0].removesuffix("_pipe")
+    if name.endswith(" script"):  # ExifTool's `sh script`, `env script` ...: text with a #! line
+        return "text"
     return FAMILY_OF.get(name, name) or None
 
 

@@ -300,7 +300,9 @@ def test_text_in_any_encoding_html_archives_and_binaries_are_named_as_they_are(t
     assert {name: (a["format"], json.loads(a["metadata_json"])["encoding"]) for name, a in answers.items()} == {
         "utf16.txt": ("txt", "utf-16-le"), "cp1252.txt": ("txt", "unknown-8bit"),
         "shiftjis.xml": ("xml", "unknown-8bit"), "page.html": ("html", "us-ascii"), "data.json": ("json", "us-ascii"),
-        "brace.txt": ("txt", "us-ascii"), "table.csv": ("csv", "us-ascii")}
+        "brace.txt": ("txt", "us-ascii"), "table.csv": ("csv", "us-ascii"), "tool": ("script", "us-ascii"),
+        "index.php": ("php", "us-ascii")}
+    assert answers["tool"]["mime"] == "text/x-python3"
     assert (answers["page.html"]["title"], answers["page.html"]["author"]) == ("Quarterly report", "Ana Lima")
     stylesheet = tmp_path / "comments.xsl"  # comments before the root: once a regular expression's worst case
     stylesheet.write_text('<?xml version="1.0"?>\n' + "<!-- a note on <html> output -->\n" * 400 + "<xsl:stylesheet/>\n")

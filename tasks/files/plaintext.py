@@ -72,11 +72,27 @@ def read_text(source: Source, head: bytes) -> Found | None:
         return Found("html", "text/html", "html-head", fields, metadata)
     if start.startswith("<?xml"):
         return Found("xml", "application/xml", "text", {}, metadata)
+    interpreter = script_interpreter(start)
+    if interpreter:  # a script: named by its interpreter, as ExifTool does (`sh script` ...)
+        return Found("script", f"text/x-{interpreter}", "text", {}, {**metadata, "interpreter": interpreter})
+    if start.startswith("<?php"):
+        return Found("php", "application/x-httpd-php", "text", {}, metadata)
     if start[:1] in ("{", "[") and is_json(source, len(bom), codec):
         return Found("json", "application/json", "text", {}, metadata)
     if source.extension == ".csv":  # comma-separated values are told by the name (as ExifTool does)
         return Found("csv", "text/csv", "text", {}, metadata)
     return Found("txt", "text/plain", "text", {}, metadata)
+
+
+def script_interpreter(start: str) -> str | None:
+    """The interpreter a `#!/path` line names (`#!/usr/bin/env python3` -> python3), else None."""
+    words = start[2:].split("\n", 1)[0].split() if start.startswith("#!") else []
+    if not words or not words[0].startswith("/"):
+        return None
+    if words and words[0].rsplit("/", 1)[-1] == "env":
+        words = [word for word in words[1:] if not word.startswith("-") and "=" not in word]
+    name = words[0].rsplit("/", 1)[-1] if words else ""
+    return name if re.fullmatch(r"[A-Za-z0-9._+-]{1,40}", name) else None
 
 
 def is_json(source: Source, start: int, codec: str) -> bool:

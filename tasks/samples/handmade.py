@@ -141,7 +141,7 @@ def write_ar(path: Path, members: dict[str, bytes]) -> Path:
 
 def write_texts(root: Path) -> list[Path]:
     """Text in the encodings of real collections: UTF-16 with a byte order mark, Windows-1252, Shift JIS
-    XML, JSON, CSV, text in braces that is not JSON, and an HTML page with a title, an author and an inline SVG."""
+    XML, JSON, CSV, a script, PHP, text in braces that is not JSON, and an HTML page with a title, an author and an inline SVG."""
     pages = {
         "utf16.txt": "\ufeffUnicode text with a byte order mark: naïve café\r\n".encode("utf-16-le"),
         "cp1252.txt": "Prix: 12 € la pièce, à régler d'avance\n".encode("cp1252"),
@@ -149,6 +149,8 @@ def write_texts(root: Path) -> list[Path]:
         "data.json": b'{"id": 7, "tags": ["a", "b"], "nested": {"ok": true}}\n',
         "brace.txt": b"{ a note in braces, not JSON }\n",
         "table.csv": b"id,name,city\n1,Ana,Lisboa\n2,Bo,Oslo\n",
+        "tool": b"#!/usr/bin/env python3\nprint('hello')\n",
+        "index.php": b"<?php echo 'hello'; ?>\n",
         "page.html": b'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Quarterly report</title>'
                      b'<meta name="author" content="Ana Lima"></head><body><svg width="10" height="10">'
                      b'<circle r="4"/></svg></body></html>\n',
