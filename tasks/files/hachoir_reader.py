@@ -106,9 +106,7 @@ def read_with_hachoir(source: Source, head: bytes) -> Found | None:
         kind = "webm"
     if kind == "png":
         _png_text(everything, fields)
-    if kind == "ole2":
-        kind, mime = _ole2_kind(parser)
-    mime = _mime(kind, head) or mime
+    kind, mime = _refined(kind, mime, parser, head)
     note = "; ".join(messages.errors) or trailer_note(kind, source) or size_note(kind, source, head)
     if not note and not everything and kind in EXPECTS_METADATA:
         note = "no metadata found (a damaged or cut file?)"
@@ -117,34 +115,34 @@ def read_with_hachoir(source: Source, head: bytes) -> Found | None:
 
 ELF_TYPES = {1: "application/x-object", 2: "application/x-executable", 3: "application/x-sharedlib",
              4: "application/x-coredump"}  # by e_type (a position-independent executable is type 3)
-
-
 OLE2_KINDS = {"WordDocument": ("doc", "application/msword"), "Workbook": ("xls", "application/vnd.ms-excel"),
               "Book": ("xls", "application/vnd.ms-excel"), "PowerPoint Document": ("ppt", "application/vnd.ms-powerpoint"),
               "VisioDocument": ("vsd", "application/vnd.visio")}
 OLE2_FIELDS = 256  # top-level fields of an OLE2 file looked through for its directory entries
 
 
+def _refined(kind: str, mime: str, parser: Any, head: bytes) -> tuple[str, str]:
+    """A closer name than hachoir's for the kinds it names alike: an ELF file's MIME type by its type
+    (hachoir calls every one an executable), a font's by its outline format, an OLE2 file by its
+    application (hachoir calls every one a Word document)."""
+    if kind == "elf" and len(head) >= 18:
+        return kind, ELF_TYPES.get(int.from_bytes(head[16:18], "little" if head[5] == 1 else "big"), mime)
+    if kind == "ttf":
+        return kind, "font/otf" if head.startswith(b"OTTO") else "font/ttf"
+    if kind == "ole2":
+        return _ole2_kind(parser)
+    return kind, mime
+
+
 def _ole2_kind(parser: Any) -> tuple[str, str]:
-    """An OLE2 compound file by the stream its application writes (hachoir calls every one a Word
-    document): Word, Excel, PowerPoint, Visio, else a generic compound file."""
+    """Word, Excel, PowerPoint or Visio by the stream its application writes, else a generic compound file."""
     try:
         for field in itertools.islice(parser, OLE2_FIELDS):
-            if field.name.startswith("property[") and str(field["name"].value) in OLE2_KINDS:
-                return OLE2_KINDS[str(field["name"].value)]
+            if field.name.startswith("property[") and (stream := str(field["name"].value)) in OLE2_KINDS:
+                return OLE2_KINDS[stream]
     except Exception:  # a damaged directory: hachoir's own error is in its log
         pass
     return "ole2", "application/x-ole-storage"
-
-
-def _mime(kind: str, head: bytes) -> str | None:
-    """A closer MIME type than hachoir's for the kinds it names alike: an ELF file by its type (hachoir
-    calls every one an executable), a font by its outline format."""
-    if kind == "elf" and len(head) >= 18:
-        return ELF_TYPES.get(int.from_bytes(head[16:18], "little" if head[5] == 1 else "big"))
-    if kind == "ttf":
-        return "font/otf" if head.startswith(b"OTTO") else "font/ttf"
-    return None
 
 
 def size_note(kind: str, source: Source, head: bytes) -> str:

@@ -4,16 +4,18 @@ mark (UTF-8, UTF-16, UTF-32), in UTF-8 or ASCII, or in an 8-bit or multi-byte le
 HTML and XHTML are told apart from other XML and text; their head gives title, author and generator."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 from html.parser import HTMLParser
 
 from tasks.files.found import Found, Source, read_at, text
 
-TEXT_CONTROLS = frozenset(range(32)) - {7, 8, 9, 10, 11, 12, 13, 27}  # bell, backspace (overstrike), tabs, LF, FF, CR, ESC
+TEXT_CONTROLS = "\x00-\x06\x0e-\x1a\x1c-\x1f"  # all below 32 but bell, backspace (overstrike), tabs, LF, FF, CR, ESC
+CONTROL = re.compile(f"[{TEXT_CONTROLS}]")
+LEGACY_CONTROL = re.compile(f"[{TEXT_CONTROLS}\x7f]".encode("latin-1"))
 BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8"),
         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))  # longest first: UTF-32 LE starts like UTF-16 LE
-LEGACY_CONTROLS = TEXT_CONTROLS | {0x7f}
 
 
 def _decoded(head: bytes, codec: str) -> str | None:
@@ -26,22 +28,27 @@ def _decoded(head: bytes, codec: str) -> str | None:
         return head[:error.start].decode(codec)
 
 
+def _bom(head: bytes) -> tuple[bytes, str | None]:
+    """The byte order mark the head starts with and its codec (b"", None without one)."""
+    return next(((bom, codec) for bom, codec in BOMS if head.startswith(bom)), (b"", None))
+
+
+@functools.lru_cache(maxsize=4)  # asked by the reader choice and again by the text reader, of the same head
 def text_encoding(head: bytes) -> str | None:
     """The encoding of a text file starting with `head`, None when it is not text."""
     if not head:
         return None
-    for bom, codec in BOMS:
-        if head.startswith(bom):
-            decoded = _decoded(head[len(bom):], codec)
-            return codec if decoded is not None and not any(ord(c) in TEXT_CONTROLS for c in decoded) else None
+    bom, codec = _bom(head)
+    if codec:
+        decoded = _decoded(head[len(bom):], codec)
+        return codec if decoded is not None and not CONTROL.search(decoded) else None
     decoded = _decoded(head, "utf-8")
     if decoded is not None:
-        return ("us-ascii" if head.isascii() else "utf-8") if decoded and not any(
-            ord(c) in TEXT_CONTROLS for c in decoded) else None
+        return ("us-ascii" if head.isascii() else "utf-8") if decoded and not CONTROL.search(decoded) else None
     # not UTF-8: a legacy encoding has no control bytes, and text has words (a blank or a line break)
-    if any(byte in LEGACY_CONTROLS for byte in head) or not any(byte in b" \t\r\n" for byte in head):
+    if LEGACY_CONTROL.search(head) or not re.search(rb"[ \t\r\n]", head):
         return None
-    return "unknown-8bit" if any(0x80 <= byte <= 0x9f for byte in head) else "iso-8859"
+    return "unknown-8bit" if re.search(rb"[\x80-\x9f]", head) else "iso-8859"
 
 
 def looks_like_text(head: bytes) -> bool:
@@ -59,7 +66,7 @@ def read_text(source: Source, head: bytes) -> Found | None:
     encoding = text_encoding(head)
     if encoding is None:
         return None
-    bom = next((b for b, codec in BOMS if codec == encoding and head.startswith(b)), b"")
+    bom = _bom(head)[0]
     codec = encoding if encoding.startswith("utf") else "latin-1"
     start = head[len(bom):].decode(codec, "replace").lstrip(" \t\r\n")
     newline = "CRLF" if "\r\n" in start else "LF" if "\n" in start else "CR" if "\r" in start else None
@@ -89,7 +96,7 @@ def script_interpreter(start: str) -> str | None:
     words = start[2:].split("\n", 1)[0].split() if start.startswith("#!") else []
     if not words or not words[0].startswith("/"):
         return None
-    if words and words[0].rsplit("/", 1)[-1] == "env":
+    if words[0].rsplit("/", 1)[-1] == "env":
         words = [word for word in words[1:] if not word.startswith("-") and "=" not in word]
     name = words[0].rsplit("/", 1)[-1] if words else ""
     return name if re.fullmatch(r"[A-Za-z0-9._+-]{1,40}", name) else None
